@@ -1,0 +1,115 @@
+"""Tables of the FHIR resource store.
+
+* ``fhir_resource`` holds one row per logical resource: its current version number, whether it is
+  deleted, and the patient compartment it belongs to (for ``$everything`` and access control).
+* ``fhir_resource_version`` holds every version's full JSON. Nothing is overwritten: an update adds
+  a row, a delete adds a row with ``deleted`` set and no content.
+* ``fhir_idx_*`` hold the search parameters of current versions, one row per value.
+
+Index dates are fixed-width UTC ISO strings (``YYYY-MM-DDTHH:MM:SS``) so that range comparison is a
+plain string comparison on every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chartkeeper.db.base import Base, UTCDateTime
+
+
+class ResourceRow(Base):
+    __tablename__ = "fhir_resource"
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        Index("ix_fhir_resource_patient", "patient_id", "resource_type"),
+        Index("ix_fhir_resource_type_updated", "resource_type", "last_updated"),
+    )
+
+
+class VersionRow(Base):
+    __tablename__ = "fhir_resource_version"
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # create | update | delete
+    method: Mapped[str] = mapped_column(String(8), nullable=False)
+    # The user who made the change (security user id), or a system name such as "import".
+    author: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_fhir_resource_version_updated", "last_updated"),)
+
+
+class TokenIndex(Base):
+    __tablename__ = "fhir_idx_token"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    system: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    code: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        Index("ix_fhir_idx_token_lookup", "resource_type", "param", "code", "system"),
+        Index("ix_fhir_idx_token_res", "resource_type", "resource_id"),
+    )
+
+
+class StringIndex(Base):
+    __tablename__ = "fhir_idx_string"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Lower-cased, accents removed: FHIR string search is case- and accent-insensitive.
+    value: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        Index("ix_fhir_idx_string_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_idx_string_res", "resource_type", "resource_id"),
+    )
+
+
+class DateIndex(Base):
+    __tablename__ = "fhir_idx_date"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    low: Mapped[str] = mapped_column(String(19), nullable=False)
+    high: Mapped[str] = mapped_column(String(19), nullable=False)
+
+    __table_args__ = (
+        Index("ix_fhir_idx_date_lookup", "resource_type", "param", "low"),
+        Index("ix_fhir_idx_date_res", "resource_type", "resource_id"),
+    )
+
+
+class ReferenceIndex(Base):
+    __tablename__ = "fhir_idx_reference"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+
+    __table_args__ = (
+        Index("ix_fhir_idx_reference_lookup", "resource_type", "param", "target_id", "target_type"),
+        Index("ix_fhir_idx_reference_res", "resource_type", "resource_id"),
+        Index("ix_fhir_idx_reference_target", "target_type", "target_id"),
+    )
+
+
+INDEX_TABLES = (TokenIndex, StringIndex, DateIndex, ReferenceIndex)

@@ -1,0 +1,1 @@
+"""Identity, the one policy check, and the tamper-evident audit trail."""
