@@ -28,6 +28,8 @@ class ResourceRow(Base):
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Digest of the content without meta.versionId/lastUpdated: an unchanged re-import adds no version.
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_fhir_resource_patient", "patient_id", "resource_type"),

@@ -1,0 +1,281 @@
+"""FHIR search over the index tables.
+
+Parameters are ANDed; comma-separated values inside one parameter are ORed. Every value is a bound
+parameter; names are checked against the registry in ``searchparams`` and an unknown one is a 400 with
+an OperationOutcome that names it, never a silent ignore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, exists, false, func, or_, select
+
+from chartkeeper.fhir import searchparams as sp
+from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.store import IDX_DATE, IDX_REF, IDX_STRING, IDX_TOKEN, R, V, FhirStore, Stored
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 1000
+PREFIXES = ("eq", "ne", "lt", "le", "gt", "ge", "sa", "eb", "ap")
+
+
+def bad(message: str) -> FhirError:
+    return FhirError(400, message, code="invalid")
+
+
+@dataclass
+class SearchResult:
+    total: int
+    matches: list[Stored]
+    included: list[Stored] = field(default_factory=list)
+    offset: int = 0
+    count: int = DEFAULT_COUNT
+
+
+@dataclass
+class Query:
+    resource_type: str
+    filters: list[tuple[str, str | None, str]] = field(default_factory=list)  # name, modifier, value
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # name, descending
+    count: int = DEFAULT_COUNT
+    offset: int = 0
+    include: list[tuple[str, str, str | None]] = field(default_factory=list)  # source type, param, target
+    total: bool = True
+
+
+def parse(resource_type: str, params: list[tuple[str, str]]) -> Query:
+    if resource_type not in sp.PARAMS:
+        raise FhirError(404, f"Resource type {resource_type} is not supported by this server.",
+                        code="not-supported")
+    known = sp.BY_NAME[resource_type]
+    q = Query(resource_type)
+    for raw_name, value in params:
+        name, _, modifier = raw_name.partition(":")
+        if name == "_count":
+            q.count = _int(raw_name, value, 0, MAX_COUNT)
+        elif name == "_offset":
+            q.offset = _int(raw_name, value, 0, 10_000_000)
+        elif name == "_sort":
+            for part in value.split(","):
+                desc = part.startswith("-")
+                key = part[1:] if desc else part
+                if key not in sp.COMMON and key not in known:
+                    raise bad(f"Cannot sort {resource_type} by '{key[:64]}': use one of _id, _lastUpdated"
+                              f" or a search parameter of {resource_type}.")
+                q.sort.append((key, desc))
+        elif name == "_include":
+            q.include.append(_parse_include(resource_type, value))
+        elif name == "_total":
+            q.total = value != "none"
+        elif name in ("_format", "_summary", "_elements", "_pretty"):
+            continue
+        elif name in sp.COMMON or name in known:
+            if modifier and modifier not in ("exact", "contains", "missing", "not"):
+                raise bad(f"The modifier ':{modifier[:32]}' on '{name}' is not supported.")
+            if value == "":
+                raise bad(f"The search parameter '{name}' needs a value.")
+            _condition(resource_type, name, modifier or None, value)  # checks the value now: 400 early
+            q.filters.append((name, modifier or None, value))
+        else:
+            raise bad(f"Unknown search parameter '{name[:64]}' for {resource_type}. Known parameters: "
+                      + ", ".join(sorted([*sp.COMMON, *known])) + ".")
+    return q
+
+
+def _int(name: str, value: str, lo: int, hi: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise bad(f"'{name}' must be a whole number, not '{value[:32]}'.") from None
+    if not lo <= n <= hi:
+        raise bad(f"'{name}' must be between {lo} and {hi}.")
+    return n
+
+
+def _parse_include(resource_type: str, value: str) -> tuple[str, str, str | None]:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or parts[0] != resource_type:
+        raise bad(f"_include must look like {resource_type}:param or {resource_type}:param:TargetType.")
+    p = sp.BY_NAME[resource_type].get(parts[1])
+    if p is None or p.kind != sp.REFERENCE:
+        raise bad(f"_include names '{parts[1][:64]}', which is not a reference parameter of {resource_type}.")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+# --- conditions ----------------------------------------------------------------------------------
+
+def _date_bounds(name: str, value: str) -> tuple[str, str, str]:
+    prefix = "eq"
+    if value[:2] in PREFIXES and not value[:2].isdigit():
+        prefix, value = value[:2], value[2:]
+    rng = sp.date_range(value)
+    if rng is None:
+        raise bad(f"'{name}' needs a date such as 2024, 2024-03, 2024-03-15 or 2024-03-15T10:00:00Z, "
+                  f"optionally after a prefix (eq, lt, le, gt, ge, sa, eb); got '{value[:40]}'.")
+    return prefix, rng[0], rng[1]
+
+
+def _date_cond(low: Any, high: Any, prefix: str, lo: Any, hi: Any) -> ColumnElement[bool]:
+    if prefix in ("eq", "ap"):
+        return and_(low >= lo, high <= hi)
+    if prefix == "ne":
+        return or_(low < lo, high > hi)
+    if prefix == "lt":
+        return low < lo
+    if prefix == "le":
+        return low <= hi
+    if prefix == "gt":
+        return high > hi
+    if prefix == "ge":
+        return high >= lo
+    if prefix == "sa":
+        return low > hi
+    return high < lo  # eb
+
+
+def _condition(rtype: str, name: str, modifier: str | None, value: str) -> ColumnElement[bool]:
+    values = value.split(",")
+    if name == "_id":
+        return R.c.id.in_(values)
+    if name == "_lastUpdated":
+        conds = []
+        for v in values:
+            prefix, lo, hi = _date_bounds(name, v)
+            lo_dt = datetime.fromisoformat(lo).replace(tzinfo=UTC)
+            hi_dt = datetime.fromisoformat(hi).replace(tzinfo=UTC, microsecond=999999)
+            conds.append(_date_cond(R.c.last_updated, R.c.last_updated, prefix, lo_dt, hi_dt))
+        return or_(*conds)
+    p = sp.BY_NAME[rtype][name]
+    if modifier == "missing":
+        if value not in ("true", "false"):
+            raise bad(f"'{name}:missing' takes true or false.")
+        table = {sp.TOKEN: IDX_TOKEN, sp.STRING: IDX_STRING, sp.DATE: IDX_DATE, sp.REFERENCE: IDX_REF}[p.kind]
+        has = exists().where(table.c.resource_type == rtype, table.c.resource_id == R.c.id,
+                             table.c.param == name)
+        return ~has if value == "true" else has
+    if p.kind == sp.TOKEN:
+        t = IDX_TOKEN
+        ors = []
+        for v in values:
+            if "|" in v:
+                system, code = v.split("|", 1)
+                c = [t.c.system == system] if system else [t.c.system == ""]
+                if code:
+                    c.append(t.c.code == code)
+                ors.append(and_(*c))
+            else:
+                ors.append(t.c.code == v)
+        sub = exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+        return ~sub if modifier == "not" else sub
+    if p.kind == sp.STRING:
+        t = IDX_STRING
+        ors = []
+        for v in values:
+            n = sp.normalize_string(v)
+            if modifier == "exact":
+                ors.append(t.c.value == n)
+            elif modifier == "contains":
+                ors.append(t.c.value.contains(n, autoescape=True))
+            else:
+                ors.append(t.c.value.startswith(n, autoescape=True))
+        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+    if p.kind == sp.DATE:
+        t = IDX_DATE
+        ors = [_date_cond(t.c.low, t.c.high, *_date_bounds(name, v)) for v in values]
+        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+    # reference
+    t = IDX_REF
+    ors = []
+    for v in values:
+        ref = sp.parse_reference(v)
+        if ref:
+            ors.append(and_(t.c.target_type == ref[0], t.c.target_id == ref[1]))
+        elif "/" in v or not v.replace("-", "").replace(".", "").isalnum():
+            raise bad(f"'{name}' needs a reference such as Patient/123 or an id; got '{v[:40]}'.")
+        elif name == "patient":
+            ors.append(and_(t.c.target_type == "Patient", t.c.target_id == v))
+        else:
+            ors.append(t.c.target_id == v)
+    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+
+
+def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:
+    """SELECT of matching current resources (type, id), before sorting and paging."""
+    stmt = select(R.c.id).where(R.c.resource_type == q.resource_type, R.c.deleted.is_(False))
+    for name, modifier, value in q.filters:
+        stmt = stmt.where(_condition(q.resource_type, name, modifier, value))
+    if patient_ids is not None:
+        stmt = stmt.where(R.c.patient_id.in_(patient_ids) if patient_ids else false())
+    return stmt
+
+
+def _order(q: Query, stmt: Select[Any]) -> Select[Any]:
+    orders = []
+    for key, desc in q.sort:
+        if key == "_id":
+            col: Any = R.c.id
+        elif key == "_lastUpdated":
+            col = R.c.last_updated
+        else:
+            p = sp.BY_NAME[q.resource_type][key]
+            table = {sp.TOKEN: IDX_TOKEN.c.code, sp.STRING: IDX_STRING.c.value, sp.DATE: IDX_DATE.c.low,
+                     sp.REFERENCE: IDX_REF.c.target_id}[p.kind]
+            t = table.table
+            agg = func.max if desc else func.min
+            col = (select(agg(table)).where(t.c.resource_type == q.resource_type, t.c.resource_id == R.c.id,
+                                            t.c.param == key).scalar_subquery())
+        orders.append(col.desc() if desc else col.asc())
+    orders.append(R.c.id.asc())
+    return stmt.order_by(*orders)
+
+
+def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] | None = None) -> SearchResult:
+    """Run a parsed query. ``patient_ids`` limits results to those patients' compartments."""
+    base = build(q, patient_ids=patient_ids)
+    total = -1
+    if q.total:
+        total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+    matches: list[Stored] = []
+    if q.count:
+        ids = [r.id for r in conn.execute(_order(q, base).limit(q.count).offset(q.offset))]
+        if ids:
+            rows = {s.id: s for s in store.read_many(conn, [(q.resource_type, i) for i in ids])}
+            matches = [rows[i] for i in ids if i in rows]
+    included: list[Stored] = []
+    if q.include and matches:
+        keys: list[tuple[str, str]] = []
+        ids = [m.id for m in matches]
+        for _src, param, target in q.include:
+            stmt = select(IDX_REF.c.target_type, IDX_REF.c.target_id).where(
+                IDX_REF.c.resource_type == q.resource_type, IDX_REF.c.param == param,
+                IDX_REF.c.resource_id.in_(ids))
+            if target:
+                stmt = stmt.where(IDX_REF.c.target_type == target)
+            keys.extend((r.target_type, r.target_id) for r in conn.execute(stmt))
+        have = {(m.resource_type, m.id) for m in matches}
+        included = store.read_many(conn, [k for k in keys if k not in have])
+    return SearchResult(total, matches, included, q.offset, q.count)
+
+
+def everything(conn: Connection, store: FhirStore, patient_id: str) -> list[Stored]:
+    """The patient, every resource in the patient's compartment, and what those reference directly
+    outside it (practitioners, organizations, locations, medications)."""
+    patient = store.read(conn, "Patient", patient_id)
+    rows = conn.execute(
+        select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id, V.c.content)
+        .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                    V.c.version_id == R.c.version_id)))
+        .where(R.c.patient_id == patient_id, R.c.deleted.is_(False), R.c.resource_type != "Patient")
+        .order_by(R.c.resource_type, R.c.id)
+    )
+    members = [Stored(r.resource_type, r.id, r.version_id, r.last_updated, False, r.content, r.patient_id)
+               for r in rows]
+    outside = select(IDX_REF.c.target_type, IDX_REF.c.target_id).distinct().where(
+        IDX_REF.c.resource_id.in_(select(R.c.id).where(R.c.patient_id == patient_id)),
+        IDX_REF.c.target_type.in_(("Practitioner", "Organization", "Location", "Medication",
+                                   "PractitionerRole")))
+    refs = [(r.target_type, r.target_id) for r in conn.execute(outside)]
+    return [patient, *members, *store.read_many(conn, refs)]

@@ -1,0 +1,561 @@
+"""Search parameters: which values of a resource are indexed, and how they are extracted.
+
+Each parameter has a kind (token, string, date, reference) and one or more element paths. The
+extraction functions turn a resource into index rows; the search module turns a query back into SQL
+over the same rows. Names follow the FHIR R4 search parameter registry; a few general names the HIM
+screens rely on (``date``, ``code``, ``status``, ``patient``) are also given to resources whose
+registry name differs (documented in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+TOKEN, STRING, DATE, REFERENCE = "token", "string", "date", "reference"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    paths: tuple[tuple[str, ...], ...]
+
+
+def P(name: str, kind: str, *paths: str) -> Param:  # noqa: N802 - a table-building shorthand
+    return Param(name, kind, tuple(tuple(p.split(".")) for p in paths))
+
+
+# Common to every resource type; served from the fhir_resource table itself.
+COMMON = {"_id": TOKEN, "_lastUpdated": DATE}
+
+# Result-shaping parameters, not filters.
+CONTROL = {"_count", "_offset", "_sort", "_include", "_format", "_summary", "_elements", "_total"}
+
+
+def _clinical(subject: str = "subject", code: str = "code", date: tuple[str, ...] = (),
+              status: str = "status", encounter: str | None = "encounter",
+              category: str | None = "category") -> list[Param]:
+    ps = [P("subject", REFERENCE, subject), P("patient", REFERENCE, subject), P("code", TOKEN, code),
+          P("status", TOKEN, status)]
+    if date:
+        ps.append(P("date", DATE, *date))
+    if encounter:
+        ps.append(P("encounter", REFERENCE, encounter))
+    if category:
+        ps.append(P("category", TOKEN, category))
+    return ps
+
+
+PARAMS: dict[str, list[Param]] = {
+    "Patient": [
+        P("identifier", TOKEN, "identifier"),
+        P("name", STRING, "name.family", "name.given", "name.text", "name.prefix", "name.suffix"),
+        P("family", STRING, "name.family"),
+        P("given", STRING, "name.given"),
+        P("birthdate", DATE, "birthDate"),
+        P("gender", TOKEN, "gender"),
+        P("address-postalcode", STRING, "address.postalCode"),
+        P("address-city", STRING, "address.city"),
+        P("address-state", STRING, "address.state"),
+        P("phone", TOKEN, "telecom"),
+        P("active", TOKEN, "active"),
+        P("death-date", DATE, "deceasedDateTime"),
+        P("general-practitioner", REFERENCE, "generalPractitioner"),
+        P("organization", REFERENCE, "managingOrganization"),
+    ],
+    "Practitioner": [
+        P("identifier", TOKEN, "identifier"),
+        P("name", STRING, "name.family", "name.given", "name.text"),
+        P("family", STRING, "name.family"),
+        P("given", STRING, "name.given"),
+        P("active", TOKEN, "active"),
+    ],
+    "PractitionerRole": [
+        P("identifier", TOKEN, "identifier"),
+        P("practitioner", REFERENCE, "practitioner"),
+        P("organization", REFERENCE, "organization"),
+        P("role", TOKEN, "code"),
+        P("specialty", TOKEN, "specialty"),
+        P("location", REFERENCE, "location"),
+    ],
+    "Organization": [
+        P("identifier", TOKEN, "identifier"),
+        P("name", STRING, "name", "alias"),
+        P("type", TOKEN, "type"),
+        P("active", TOKEN, "active"),
+        P("address-postalcode", STRING, "address.postalCode"),
+    ],
+    "Location": [
+        P("identifier", TOKEN, "identifier"),
+        P("name", STRING, "name", "alias"),
+        P("status", TOKEN, "status"),
+        P("type", TOKEN, "type"),
+        P("organization", REFERENCE, "managingOrganization"),
+    ],
+    "Encounter": [
+        P("subject", REFERENCE, "subject"),
+        P("patient", REFERENCE, "subject"),
+        P("status", TOKEN, "status"),
+        P("class", TOKEN, "class"),
+        P("type", TOKEN, "type"),
+        P("code", TOKEN, "type"),
+        P("date", DATE, "period"),
+        P("identifier", TOKEN, "identifier"),
+        P("participant", REFERENCE, "participant.individual"),
+        P("practitioner", REFERENCE, "participant.individual"),
+        P("service-provider", REFERENCE, "serviceProvider"),
+        P("location", REFERENCE, "location.location"),
+        P("reason-code", TOKEN, "reasonCode"),
+        P("diagnosis", REFERENCE, "diagnosis.condition"),
+    ],
+    "Condition": [
+        *_clinical(date=("onsetDateTime", "onsetPeriod", "recordedDate"), status="clinicalStatus"),
+        P("clinical-status", TOKEN, "clinicalStatus"),
+        P("verification-status", TOKEN, "verificationStatus"),
+        P("onset-date", DATE, "onsetDateTime", "onsetPeriod"),
+        P("recorded-date", DATE, "recordedDate"),
+        P("abatement-date", DATE, "abatementDateTime", "abatementPeriod"),
+        P("asserter", REFERENCE, "asserter"),
+    ],
+    "Procedure": [
+        *_clinical(date=("performedDateTime", "performedPeriod")),
+        P("performer", REFERENCE, "performer.actor"),
+        P("reason-reference", REFERENCE, "reasonReference"),
+    ],
+    "Observation": [
+        *_clinical(date=("effectiveDateTime", "effectivePeriod", "effectiveInstant")),
+        P("value-concept", TOKEN, "valueCodeableConcept"),
+        P("performer", REFERENCE, "performer"),
+        P("based-on", REFERENCE, "basedOn"),
+        P("has-member", REFERENCE, "hasMember"),
+        P("derived-from", REFERENCE, "derivedFrom"),
+        P("specimen", REFERENCE, "specimen"),
+    ],
+    "DiagnosticReport": [
+        *_clinical(date=("effectiveDateTime", "effectivePeriod")),
+        P("issued", DATE, "issued"),
+        P("result", REFERENCE, "result"),
+        P("performer", REFERENCE, "performer"),
+        P("results-interpreter", REFERENCE, "resultsInterpreter"),
+    ],
+    "MedicationRequest": [
+        *_clinical(code="medicationCodeableConcept", date=("authoredOn",)),
+        P("authoredon", DATE, "authoredOn"),
+        P("intent", TOKEN, "intent"),
+        P("medication", REFERENCE, "medicationReference"),
+        P("requester", REFERENCE, "requester"),
+    ],
+    "MedicationStatement": [
+        *_clinical(code="medicationCodeableConcept", date=("effectiveDateTime", "effectivePeriod"),
+                   encounter="context"),
+        P("effective", DATE, "effectiveDateTime", "effectivePeriod"),
+        P("medication", REFERENCE, "medicationReference"),
+        P("context", REFERENCE, "context"),
+    ],
+    "Medication": [
+        P("code", TOKEN, "code"),
+        P("status", TOKEN, "status"),
+    ],
+    "AllergyIntolerance": [
+        *_clinical(subject="patient", date=("recordedDate",), status="clinicalStatus"),
+        P("clinical-status", TOKEN, "clinicalStatus"),
+        P("verification-status", TOKEN, "verificationStatus"),
+        P("criticality", TOKEN, "criticality"),
+        P("type", TOKEN, "type"),
+        P("recorder", REFERENCE, "recorder"),
+    ],
+    "Immunization": [
+        *_clinical(subject="patient", code="vaccineCode", date=("occurrenceDateTime",), category=None),
+        P("vaccine-code", TOKEN, "vaccineCode"),
+        P("performer", REFERENCE, "performer.actor"),
+        P("location", REFERENCE, "location"),
+    ],
+    "CarePlan": [
+        *_clinical(date=("period",)),
+        P("intent", TOKEN, "intent"),
+        P("care-team", REFERENCE, "careTeam"),
+        P("goal", REFERENCE, "goal"),
+        P("condition", REFERENCE, "addresses"),
+        P("activity-code", TOKEN, "activity.detail.code"),
+    ],
+    "CareTeam": [
+        *_clinical(code="category", date=("period",)),
+        P("participant", REFERENCE, "participant.member"),
+    ],
+    "Goal": [
+        *_clinical(code="description", status="lifecycleStatus", date=("startDate", "target.dueDate"),
+                   encounter=None),
+        P("lifecycle-status", TOKEN, "lifecycleStatus"),
+        P("achievement-status", TOKEN, "achievementStatus"),
+        P("target-date", DATE, "target.dueDate"),
+    ],
+    "DocumentReference": [
+        *_clinical(code="type", date=("date",), encounter="context.encounter"),
+        P("type", TOKEN, "type"),
+        P("docstatus", TOKEN, "docStatus"),
+        P("author", REFERENCE, "author"),
+        P("authenticator", REFERENCE, "authenticator"),
+        P("custodian", REFERENCE, "custodian"),
+        P("period", DATE, "context.period"),
+        P("identifier", TOKEN, "identifier", "masterIdentifier"),
+        P("relatesto", REFERENCE, "relatesTo.target"),
+        P("contenttype", TOKEN, "content.attachment.contentType"),
+    ],
+    "Composition": [
+        *_clinical(code="type", date=("date",)),
+        P("type", TOKEN, "type"),
+        P("author", REFERENCE, "author"),
+        P("attester", REFERENCE, "attester.party"),
+        P("title", STRING, "title"),
+    ],
+    "Claim": [
+        P("patient", REFERENCE, "patient"),
+        P("subject", REFERENCE, "patient"),
+        P("status", TOKEN, "status"),
+        P("use", TOKEN, "use"),
+        P("created", DATE, "created"),
+        P("date", DATE, "created"),
+        P("encounter", REFERENCE, "item.encounter"),
+        P("provider", REFERENCE, "provider"),
+        P("insurer", REFERENCE, "insurer"),
+        P("identifier", TOKEN, "identifier"),
+        P("code", TOKEN, "type"),
+    ],
+    "ExplanationOfBenefit": [
+        P("patient", REFERENCE, "patient"),
+        P("subject", REFERENCE, "patient"),
+        P("status", TOKEN, "status"),
+        P("created", DATE, "created"),
+        P("date", DATE, "created"),
+        P("claim", REFERENCE, "claim"),
+        P("provider", REFERENCE, "provider"),
+        P("encounter", REFERENCE, "item.encounter"),
+        P("identifier", TOKEN, "identifier"),
+        P("code", TOKEN, "type"),
+    ],
+    "Coverage": [
+        P("patient", REFERENCE, "beneficiary"),
+        P("beneficiary", REFERENCE, "beneficiary"),
+        P("subject", REFERENCE, "beneficiary"),
+        P("status", TOKEN, "status"),
+        P("type", TOKEN, "type"),
+        P("code", TOKEN, "type"),
+        P("payor", REFERENCE, "payor"),
+        P("identifier", TOKEN, "identifier"),
+        P("date", DATE, "period"),
+    ],
+    "ImagingStudy": [
+        P("subject", REFERENCE, "subject"),
+        P("patient", REFERENCE, "subject"),
+        P("status", TOKEN, "status"),
+        P("started", DATE, "started"),
+        P("date", DATE, "started"),
+        P("encounter", REFERENCE, "encounter"),
+        P("modality", TOKEN, "series.modality"),
+        P("code", TOKEN, "procedureCode"),
+        P("identifier", TOKEN, "identifier"),
+    ],
+    "Task": [
+        P("patient", REFERENCE, "for"),
+        P("subject", REFERENCE, "for"),
+        P("status", TOKEN, "status"),
+        P("business-status", TOKEN, "businessStatus"),
+        P("code", TOKEN, "code"),
+        P("intent", TOKEN, "intent"),
+        P("priority", TOKEN, "priority"),
+        P("owner", REFERENCE, "owner"),
+        P("requester", REFERENCE, "requester"),
+        P("focus", REFERENCE, "focus"),
+        P("encounter", REFERENCE, "encounter"),
+        P("authored-on", DATE, "authoredOn"),
+        P("date", DATE, "authoredOn"),
+        P("modified", DATE, "lastModified"),
+        P("period", DATE, "executionPeriod"),
+        P("identifier", TOKEN, "identifier"),
+        P("category", TOKEN, "code"),
+    ],
+    "Provenance": [
+        P("target", REFERENCE, "target"),
+        P("patient", REFERENCE, "target"),
+        P("recorded", DATE, "recorded"),
+        P("date", DATE, "recorded"),
+        P("agent", REFERENCE, "agent.who"),
+        P("entity", REFERENCE, "entity.what"),
+    ],
+    "Consent": [
+        P("patient", REFERENCE, "patient"),
+        P("status", TOKEN, "status"),
+        P("category", TOKEN, "category"),
+        P("date", DATE, "dateTime"),
+        P("period", DATE, "provision.period"),
+    ],
+    "Specimen": [
+        P("patient", REFERENCE, "subject"),
+        P("subject", REFERENCE, "subject"),
+        P("status", TOKEN, "status"),
+        P("type", TOKEN, "type"),
+        P("code", TOKEN, "type"),
+        P("collected", DATE, "collection.collectedDateTime", "collection.collectedPeriod"),
+        P("date", DATE, "collection.collectedDateTime", "collection.collectedPeriod"),
+        P("identifier", TOKEN, "identifier", "accessionIdentifier"),
+    ],
+    "ServiceRequest": [
+        *_clinical(date=("authoredOn",)),
+        P("authored", DATE, "authoredOn"),
+        P("intent", TOKEN, "intent"),
+        P("requester", REFERENCE, "requester"),
+        P("performer", REFERENCE, "performer"),
+        P("identifier", TOKEN, "identifier"),
+    ],
+    "Communication": [
+        *_clinical(code="reasonCode", date=("sent",)),
+        P("sent", DATE, "sent"),
+        P("recipient", REFERENCE, "recipient"),
+        P("sender", REFERENCE, "sender"),
+        P("based-on", REFERENCE, "basedOn"),
+    ],
+    "QuestionnaireResponse": [
+        P("patient", REFERENCE, "subject"),
+        P("subject", REFERENCE, "subject"),
+        P("status", TOKEN, "status"),
+        P("authored", DATE, "authored"),
+        P("date", DATE, "authored"),
+        P("encounter", REFERENCE, "encounter"),
+        P("author", REFERENCE, "author"),
+    ],
+    "RelatedPerson": [
+        P("patient", REFERENCE, "patient"),
+        P("identifier", TOKEN, "identifier"),
+        P("name", STRING, "name.family", "name.given", "name.text"),
+        P("relationship", TOKEN, "relationship"),
+    ],
+    "Device": [
+        P("patient", REFERENCE, "patient"),
+        P("type", TOKEN, "type"),
+        P("status", TOKEN, "status"),
+        P("identifier", TOKEN, "identifier"),
+    ],
+    "AuditEvent": [
+        P("date", DATE, "recorded"),
+        P("type", TOKEN, "type"),
+        P("subtype", TOKEN, "subtype"),
+        P("action", TOKEN, "action"),
+        P("outcome", TOKEN, "outcome"),
+        P("agent", REFERENCE, "agent.who"),
+        P("entity", REFERENCE, "entity.what"),
+    ],
+    "Binary": [],
+}
+
+BY_NAME: dict[str, dict[str, Param]] = {t: {p.name: p for p in ps} for t, ps in PARAMS.items()}
+
+# Where a resource names its patient: the patient compartment used by $everything and by the
+# policy's patient-level rules.
+PATIENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "Encounter": ("subject",), "Condition": ("subject",), "Procedure": ("subject",),
+    "Observation": ("subject",), "DiagnosticReport": ("subject",), "MedicationRequest": ("subject",),
+    "MedicationStatement": ("subject",), "AllergyIntolerance": ("patient",), "Immunization": ("patient",),
+    "CarePlan": ("subject",), "CareTeam": ("subject",), "Goal": ("subject",),
+    "DocumentReference": ("subject",), "Composition": ("subject",), "Claim": ("patient",),
+    "ExplanationOfBenefit": ("patient",), "Coverage": ("beneficiary",), "ImagingStudy": ("subject",),
+    "Task": ("for",), "Consent": ("patient",), "Specimen": ("subject",), "ServiceRequest": ("subject",),
+    "Communication": ("subject",), "QuestionnaireResponse": ("subject",), "RelatedPerson": ("patient",),
+    "Device": ("patient",),
+}
+
+
+def patient_of(resource: dict[str, Any]) -> str | None:
+    """The id of the patient whose record this resource belongs to, if any."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        return resource.get("id")
+    if rtype == "Provenance":
+        for t in resource.get("target") or ():
+            ref = parse_reference(t.get("reference") if isinstance(t, dict) else None)
+            if ref and ref[0] == "Patient":
+                return ref[1]
+        return None
+    for f in PATIENT_FIELDS.get(rtype or "", ()):
+        v = resource.get(f)
+        if isinstance(v, dict):
+            ref = parse_reference(v.get("reference"))
+            if ref and ref[0] == "Patient":
+                return ref[1]
+    return None
+
+
+# --- value helpers -------------------------------------------------------------------------------
+
+_REF_RE = re.compile(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[A-Za-z0-9\-\.]{1,64})?$")
+
+
+def parse_reference(ref: object) -> tuple[str, str] | None:
+    """("Patient", "123") from "Patient/123", "Patient/123/_history/2" or "https://x/fhir/Patient/123"."""
+    if not isinstance(ref, str) or ref.startswith(("#", "urn:")):
+        return None
+    m = _REF_RE.match(ref)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def normalize_string(s: str) -> str:
+    """Case- and accent-insensitive form used by string search."""
+    if s.isascii():
+        return s.lower()[:255]
+    decomposed = unicodedata.normalize("NFKD", s)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()[:255]
+
+
+_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def date_range(value: str) -> tuple[str, str] | None:
+    """The instant range a FHIR date/dateTime/instant covers, as UTC 'YYYY-MM-DDTHH:MM:SS' strings."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    if len(value) <= 10:
+        m = _DATE_RE.match(value)
+        if not m:
+            return None
+        y = int(m.group(1))
+        if m.group(2) is None:
+            return f"{y:04d}-01-01T00:00:00", f"{y:04d}-12-31T23:59:59"
+        mo = int(m.group(2))
+        if not 1 <= mo <= 12:
+            return None
+        if m.group(3) is None:
+            last = calendar.monthrange(y, mo)[1]
+            return f"{y:04d}-{mo:02d}-01T00:00:00", f"{y:04d}-{mo:02d}-{last:02d}T23:59:59"
+        return f"{value}T00:00:00", f"{value}T23:59:59"
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return s, s
+
+
+def _walk(node: Any, path: tuple[str, ...], i: int = 0) -> Iterator[Any]:
+    if i == len(path):
+        if isinstance(node, list):
+            yield from node
+        else:
+            yield node
+        return
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, path, i)
+        return
+    if isinstance(node, dict):
+        child = node.get(path[i])
+        if child is not None:
+            yield from _walk(child, path, i + 1)
+
+
+def values(resource: dict[str, Any], param: Param) -> Iterator[Any]:
+    for path in param.paths:
+        yield from _walk(resource, path)
+
+
+def tokens(v: Any) -> Iterator[tuple[str, str]]:
+    """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""
+    if isinstance(v, str):
+        yield "", v
+    elif isinstance(v, bool):
+        yield "", "true" if v else "false"
+    elif isinstance(v, dict):
+        coding = v.get("coding")
+        if coding is not None:
+            for c in coding:
+                if isinstance(c, dict) and c.get("code"):
+                    yield c.get("system") or "", str(c["code"])
+        elif "code" in v and isinstance(v["code"], str):
+            yield v.get("system") or "", v["code"]
+        elif "value" in v and isinstance(v["value"], str):
+            yield v.get("system") or "", v["value"]
+
+
+def dates(v: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(v, str):
+        r = date_range(v)
+        if r:
+            yield r
+    elif isinstance(v, dict):
+        start = v.get("start")
+        end = v.get("end")
+        lo = date_range(start) if start else None
+        hi = date_range(end) if end else None
+        if lo or hi:
+            yield (lo[0] if lo else "0001-01-01T00:00:00"), (hi[1] if hi else "9999-12-31T23:59:59")
+
+
+def strings(v: Any) -> Iterator[str]:
+    if isinstance(v, str):
+        yield normalize_string(v)
+
+
+def references(v: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(v, dict):
+        ref = parse_reference(v.get("reference"))
+        if ref:
+            yield ref
+
+
+@dataclass
+class IndexRows:
+    tokens: list[tuple[str, str, str]]  # param, system, code
+    strings: list[tuple[str, str]]  # param, value
+    dates: list[tuple[str, str, str]]  # param, low, high
+    references: list[tuple[str, str, str]]  # param, target type, target id
+
+
+def extract(resource: dict[str, Any]) -> IndexRows:
+    rows = IndexRows([], [], [], [])
+    for p in PARAMS.get(resource.get("resourceType", ""), ()):
+        if p.kind == TOKEN:
+            seen_t: set[tuple[str, str]] = set()
+            for v in values(resource, p):
+                for sc in tokens(v):
+                    if sc not in seen_t:
+                        seen_t.add(sc)
+                        rows.tokens.append((p.name, sc[0][:255], sc[1][:255]))
+        elif p.kind == STRING:
+            seen_s: set[str] = set()
+            for v in values(resource, p):
+                for s in strings(v):
+                    if s not in seen_s:
+                        seen_s.add(s)
+                        rows.strings.append((p.name, s))
+        elif p.kind == DATE:
+            for v in values(resource, p):
+                for lo, hi in dates(v):
+                    rows.dates.append((p.name, lo, hi))
+        else:
+            seen_r: set[tuple[str, str]] = set()
+            for v in values(resource, p):
+                for r in references(v):
+                    if r not in seen_r:
+                        seen_r.add(r)
+                        rows.references.append((p.name, r[0], r[1]))
+    return rows
+
+
+def all_references(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Reference-shaped object ({"reference": ...}) anywhere in a resource."""
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            yield node
+        for k, v in node.items():
+            if isinstance(v, dict | list) and k != "contained":
+                yield from all_references(v)
+    elif isinstance(node, list):
+        for item in node:
+            yield from all_references(item)

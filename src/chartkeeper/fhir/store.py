@@ -1,0 +1,408 @@
+"""The versioned FHIR resource store.
+
+Every write goes through :meth:`FhirStore.write_many`: validate, stamp ``meta``, add a version row,
+move the current pointer and replace the search index rows, in the caller's transaction. Reads never
+parse more than they return. No policy here: the service layer (``fhir.service``) checks who may do
+what and writes the audit entry; this module is the storage underneath it.
+
+Concurrency: the current pointer moves with ``UPDATE ... WHERE version_id = :expected``. Of two
+writers that read the same version, exactly one moves it; the other gets a 412 (or 409 without
+``If-Match``). The version table's primary key (type, id, version) is the last line of defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from chartkeeper.fhir import searchparams
+from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
+from chartkeeper.fhir.models import (
+    DateIndex,
+    ReferenceIndex,
+    ResourceRow,
+    StringIndex,
+    TokenIndex,
+    VersionRow,
+)
+
+R = ResourceRow.__table__
+V = VersionRow.__table__
+IDX_TOKEN = TokenIndex.__table__
+IDX_STRING = StringIndex.__table__
+IDX_DATE = DateIndex.__table__
+IDX_REF = ReferenceIndex.__table__
+INDEX_TABLES = (IDX_TOKEN, IDX_STRING, IDX_DATE, IDX_REF)
+
+_SORT = orjson.OPT_SORT_KEYS
+
+
+def content_hash(resource: dict[str, Any]) -> str:
+    """Digest of a resource ignoring the server-set meta.versionId and meta.lastUpdated."""
+    meta = resource.get("meta")
+    if meta:
+        body = dict(resource)
+        m = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        if m:
+            body["meta"] = m
+        else:
+            del body["meta"]
+    else:
+        body = resource
+    return hashlib.blake2b(orjson.dumps(body, option=_SORT), digest_size=16).hexdigest()
+
+
+def fhir_instant(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Stored:
+    """A stored version: its JSON text (with meta) and bookkeeping."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: str | None
+    patient_id: str | None = None
+    method: str | None = None
+    author: str | None = None
+
+    def resource(self) -> dict[str, Any]:
+        if self.content is None:
+            raise gone(self.resource_type, self.id)
+        return orjson.loads(self.content)  # type: ignore[no-any-return]
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+@dataclass
+class WriteResult:
+    resource_type: str
+    id: str
+    version_id: int
+    # created | updated | unchanged | deleted
+    outcome: str
+    content: str | None = None
+    last_updated: datetime | None = None
+    patient_id: str | None = None
+
+    def resource(self) -> dict[str, Any] | None:
+        return orjson.loads(self.content) if self.content else None
+
+
+@dataclass
+class _Prepared:
+    resource: dict[str, Any]
+    rtype: str
+    rid: str
+    digest: str
+    patient_id: str | None
+    expected_version: int | None  # for If-Match
+    index: searchparams.IndexRows
+
+
+@dataclass
+class IngestStats:
+    created: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    updated: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unchanged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, other: IngestStats) -> None:
+        for mine, theirs in ((self.created, other.created), (self.updated, other.updated),
+                             (self.unchanged, other.unchanged)):
+            for k, v in theirs.items():
+                mine[k] += v
+
+
+class FhirStore:
+    """Versioned storage of FHIR resources with search indexes. Stateless: safe to share."""
+
+    def __init__(self, *, validate: bool = True) -> None:
+        self._validate = validate
+
+    # --- validation -----------------------------------------------------------------------------
+
+    @staticmethod
+    def check(resource: object) -> list[Issue]:
+        from chartkeeper.fhir.validation import validate
+
+        return [Issue(i.message, code=i.code, path=i.path) for i in validate(resource)]
+
+    def _prepare(self, resource: dict[str, Any], rid: str, expected: int | None,
+                 validated: bool) -> _Prepared:
+        if self._validate and not validated:
+            issues = self.check(resource)
+            if issues:
+                raise FhirError(422, issues=issues)
+        rtype = resource["resourceType"]
+        resource["id"] = rid
+        return _Prepared(resource, rtype, rid, content_hash(resource), searchparams.patient_of(resource),
+                         expected, searchparams.extract(resource))
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def read(self, conn: Connection, rtype: str, rid: str) -> Stored:
+        row = conn.execute(
+            select(R.c.version_id, R.c.last_updated, R.c.deleted, R.c.patient_id, V.c.content)
+            .select_from(R.outerjoin(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                             V.c.version_id == R.c.version_id)))
+            .where(R.c.resource_type == rtype, R.c.id == rid)
+        ).first()
+        if row is None:
+            raise not_found(rtype, rid)
+        if row.deleted:
+            raise gone(rtype, rid)
+        return Stored(rtype, rid, row.version_id, row.last_updated, False, row.content, row.patient_id)
+
+    def exists(self, conn: Connection, rtype: str, rid: str) -> bool:
+        return conn.execute(
+            select(R.c.id).where(R.c.resource_type == rtype, R.c.id == rid, R.c.deleted.is_(False))
+        ).first() is not None
+
+    def vread(self, conn: Connection, rtype: str, rid: str, vid: int) -> Stored:
+        row = conn.execute(
+            select(V, R.c.patient_id)
+            .select_from(V.join(R, and_(R.c.resource_type == V.c.resource_type, R.c.id == V.c.id)))
+            .where(V.c.resource_type == rtype, V.c.id == rid, V.c.version_id == vid)
+        ).first()
+        if row is None:
+            raise FhirError(404, f"{rtype}/{rid} has no version {vid}.", code="not-found")
+        if row.deleted:
+            raise FhirError(410, f"Version {vid} of {rtype}/{rid} is a deletion.", code="deleted")
+        return Stored(rtype, rid, row.version_id, row.last_updated, False, row.content, row.patient_id,
+                      row.method, row.author)
+
+    def read_many(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> list[Stored]:
+        """Current versions of many resources in one query (missing or deleted ones are left out)."""
+        keys = list(dict.fromkeys(keys))
+        out: list[Stored] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = conn.execute(
+                select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id,
+                       V.c.content)
+                .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                            V.c.version_id == R.c.version_id)))
+                .where(tuple_(R.c.resource_type, R.c.id).in_(chunk), R.c.deleted.is_(False))
+            )
+            out.extend(Stored(r.resource_type, r.id, r.version_id, r.last_updated, False, r.content,
+                              r.patient_id) for r in rows)
+        return out
+
+    def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
+                since: datetime | None = None, count: int = 100, offset: int = 0) -> list[Stored]:
+        q = select(V, R.c.patient_id).select_from(
+            V.join(R, and_(R.c.resource_type == V.c.resource_type, R.c.id == V.c.id)))
+        if rtype:
+            q = q.where(V.c.resource_type == rtype)
+        if rid:
+            q = q.where(V.c.id == rid)
+        if since:
+            q = q.where(V.c.last_updated >= since)
+        q = q.order_by(V.c.last_updated.desc(), V.c.version_id.desc()).limit(count).offset(offset)
+        return [Stored(r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content,
+                       r.patient_id, r.method, r.author) for r in conn.execute(q)]
+
+    def history_count(self, conn: Connection, rtype: str | None = None, rid: str | None = None) -> int:
+        from sqlalchemy import func
+
+        q = select(func.count()).select_from(V)
+        if rtype:
+            q = q.where(V.c.resource_type == rtype)
+        if rid:
+            q = q.where(V.c.id == rid)
+        return int(conn.execute(q).scalar_one())
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def create(self, conn: Connection, resource: dict[str, Any], *, author: str | None,
+               rid: str | None = None) -> WriteResult:
+        """Create with a server-assigned id (or ``rid`` when the caller has chosen one)."""
+        if not isinstance(resource, dict):
+            raise FhirError(400, "The request body must be a JSON object holding one FHIR resource.",
+                            code="structure")
+        return self.write_many(conn, [(resource, rid or new_id(), None)], author=author, mode="create")[0]
+
+    def update(self, conn: Connection, rtype: str, rid: str, resource: dict[str, Any], *,
+               author: str | None, if_match: int | None = None) -> WriteResult:
+        if not isinstance(resource, dict):
+            raise FhirError(400, "The request body must be a JSON object holding one FHIR resource.",
+                            code="structure")
+        if resource.get("resourceType") != rtype:
+            raise FhirError(400, f"The body's resourceType must be {rtype} to update {rtype}/{rid}.")
+        if resource.get("id") not in (None, rid):
+            raise FhirError(400, f"The body's id must equal the id in the URL ({rid}).", code="invalid")
+        return self.write_many(conn, [(resource, rid, if_match)], author=author, mode="update")[0]
+
+    def ingest(self, conn: Connection, resources: Sequence[dict[str, Any]], *, author: str | None,
+               validated: bool = False) -> tuple[list[WriteResult], IngestStats]:
+        """Bulk upsert keeping the resources' own ids; an unchanged resource adds no version."""
+        results = self.write_many(conn, [(r, r["id"], None) for r in resources], author=author,
+                                  mode="upsert", validated=validated)
+        stats = IngestStats()
+        for res in results:
+            getattr(stats, res.outcome)[res.resource_type] += 1
+        return results, stats
+
+    def delete(self, conn: Connection, rtype: str, rid: str, *, author: str | None) -> WriteResult | None:
+        """Logical delete: a new version marked deleted; reads then answer 410. None if absent."""
+        row = conn.execute(select(R.c.version_id, R.c.deleted, R.c.patient_id)
+                           .where(R.c.resource_type == rtype, R.c.id == rid)).first()
+        if row is None:
+            return None
+        if row.deleted:
+            return WriteResult(rtype, rid, row.version_id, "unchanged")
+        now = datetime.now(UTC)
+        vid = row.version_id + 1
+        moved = conn.execute(update(R).where(R.c.resource_type == rtype, R.c.id == rid,
+                                             R.c.version_id == row.version_id)
+                             .values(version_id=vid, deleted=True, last_updated=now, content_hash=None))
+        if moved.rowcount != 1:
+            raise FhirError(409, f"{rtype}/{rid} was changed by someone else at the same time; try again.",
+                            code="conflict")
+        conn.execute(insert(V).values(resource_type=rtype, id=rid, version_id=vid, last_updated=now,
+                                      deleted=True, method="delete", author=author, content=None))
+        for t in INDEX_TABLES:
+            conn.execute(delete(t).where(t.c.resource_type == rtype, t.c.resource_id == rid))
+        return WriteResult(rtype, rid, vid, "deleted", None, now, row.patient_id)
+
+    def write_many(self, conn: Connection, items: Sequence[tuple[dict[str, Any], str, int | None]], *,
+                   author: str | None, mode: str, validated: bool = False) -> list[WriteResult]:
+        """The one write path. ``mode``: create (id must be new), update (PUT), upsert (import)."""
+        prepared = [self._prepare(res, rid, exp, validated) for res, rid, exp in items]
+        now = datetime.now(UTC)
+        stamp = fhir_instant(now)
+
+        # Current state of every resource touched, in one query per 500 keys.
+        keys = list(dict.fromkeys((p.rtype, p.rid) for p in prepared))
+        current: dict[tuple[str, str], Any] = {}
+        for i in range(0, len(keys), 500):
+            for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
+                                           R.c.content_hash)
+                                    .where(tuple_(R.c.resource_type, R.c.id).in_(keys[i:i + 500]))):
+                current[(row.resource_type, row.id)] = row
+
+        results: list[WriteResult] = []
+        new_rows: list[dict[str, Any]] = []
+        moved: list[tuple[_Prepared, int, int]] = []  # (item, old version, new version)
+        versions: list[dict[str, Any]] = []
+        reindex: list[_Prepared] = []
+        state: dict[tuple[str, str], tuple[int, str | None, bool]] = {
+            k: (r.version_id, r.content_hash, r.deleted) for k, r in current.items()}
+        pending_new: set[tuple[str, str]] = set()
+
+        for p in prepared:
+            key = (p.rtype, p.rid)
+            have = state.get(key)
+            if mode == "create" and have is not None:
+                raise FhirError(409, f"{p.rtype}/{p.rid} already exists.", code="duplicate")
+            if p.expected_version is not None:
+                if have is None or have[0] != p.expected_version:
+                    raise FhirError(412, f"{p.rtype}/{p.rid} is no longer at version {p.expected_version} "
+                                    "(someone changed it); read it again and reapply your change.",
+                                    code="conflict")
+            if have is not None and not have[2] and have[1] == p.digest and mode == "upsert":
+                results.append(WriteResult(p.rtype, p.rid, have[0], "unchanged"))
+                continue
+            vid = 1 if have is None else have[0] + 1
+            meta = dict(p.resource.get("meta") or {})
+            meta["versionId"] = str(vid)
+            meta["lastUpdated"] = stamp
+            body = {"resourceType": p.rtype, "id": p.rid, "meta": meta}
+            body.update((k, v) for k, v in p.resource.items() if k not in body)
+            content = orjson.dumps(body).decode()
+            if have is None:
+                pending_new.add(key)
+                new_rows.append({"resource_type": p.rtype, "id": p.rid, "version_id": vid,
+                                 "last_updated": now, "deleted": False, "patient_id": p.patient_id,
+                                 "content_hash": p.digest})
+                outcome = "created"
+            elif key in pending_new:
+                # The same new resource twice in one batch: the later one wins, still version 1 row
+                # gets superseded in place by a second version.
+                moved.append((p, have[0], vid))
+                outcome = "updated"
+            else:
+                moved.append((p, have[0], vid))
+                outcome = "created" if have[2] else "updated"
+            state[key] = (vid, p.digest, False)
+            versions.append({"resource_type": p.rtype, "id": p.rid, "version_id": vid,
+                             "last_updated": now, "deleted": False,
+                             "method": "create" if vid == 1 else "update", "author": author,
+                             "content": content})
+            reindex.append(p)
+            results.append(WriteResult(p.rtype, p.rid, vid, outcome, content, now, p.patient_id))
+
+        if new_rows:
+            try:
+                conn.execute(insert(R), new_rows)
+            except IntegrityError as exc:
+                raise FhirError(409, "A resource with the same id was created at the same time; try again.",
+                                code="conflict") from exc
+        for p, old, vid in moved:
+            res = conn.execute(update(R).where(R.c.resource_type == p.rtype, R.c.id == p.rid,
+                                               R.c.version_id == old)
+                               .values(version_id=vid, last_updated=now, deleted=False,
+                                       patient_id=p.patient_id, content_hash=p.digest))
+            if res.rowcount != 1:
+                code = 412 if p.expected_version is not None else 409
+                raise FhirError(code, f"{p.rtype}/{p.rid} was changed by someone else at the same time; "
+                                "read it again and reapply your change.", code="conflict")
+        if versions:
+            try:
+                conn.execute(insert(V), versions)
+            except IntegrityError as exc:
+                raise FhirError(409, "The resource was changed by someone else at the same time; try again.",
+                                code="conflict") from exc
+        self._reindex(conn, reindex, drop_old=bool(moved))
+        return results
+
+    def _reindex(self, conn: Connection, items: list[_Prepared], drop_old: bool) -> None:
+        if not items:
+            return
+        if drop_old:
+            by_type: dict[str, list[str]] = defaultdict(list)
+            for p in items:
+                by_type[p.rtype].append(p.rid)
+            for rtype, ids in by_type.items():
+                for i in range(0, len(ids), 500):
+                    for t in INDEX_TABLES:
+                        conn.execute(delete(t).where(t.c.resource_type == rtype,
+                                                     t.c.resource_id.in_(ids[i:i + 500])))
+        tok: list[dict[str, Any]] = []
+        strs: list[dict[str, Any]] = []
+        dts: list[dict[str, Any]] = []
+        refs: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for p in reversed(items):  # the last write of a key wins
+            key = (p.rtype, p.rid)
+            if key in seen:
+                continue
+            seen.add(key)
+            base = {"resource_type": p.rtype, "resource_id": p.rid}
+            ix = p.index
+            tok.extend({**base, "param": a, "system": b, "code": c} for a, b, c in ix.tokens)
+            strs.extend({**base, "param": a, "value": b} for a, b in ix.strings)
+            dts.extend({**base, "param": a, "low": b, "high": c} for a, b, c in ix.dates)
+            refs.extend({**base, "param": a, "target_type": b, "target_id": c} for a, b, c in ix.references)
+        for table, rows in ((IDX_TOKEN, tok), (IDX_STRING, strs), (IDX_DATE, dts), (IDX_REF, refs)):
+            if rows:
+                conn.execute(insert(table), rows)

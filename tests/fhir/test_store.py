@@ -1,0 +1,212 @@
+"""The versioned store: versions, history, logical delete, optimistic locking, search index."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chartkeeper.fhir import search
+from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.store import FhirStore
+
+STORE = FhirStore()
+
+
+def patient(family="Rivera", given="Ana", birth="1961-04-02", gender="female", mrn="MRN001"):
+    return {"resourceType": "Patient",
+            "identifier": [{"system": "https://chartkeeper.example.org/mrn", "value": mrn}],
+            "name": [{"family": family, "given": [given]}], "gender": gender, "birthDate": birth,
+            "address": [{"postalCode": "01655", "city": "Worcester"}]}
+
+
+def obs(pid, code="4548-4", value=7.1, when="2024-03-01T10:00:00Z", status="final"):
+    return {"resourceType": "Observation", "status": status,
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+
+
+def test_create_read_update_keeps_every_version(db):
+    with db.begin() as c:
+        created = STORE.create(c, patient(), author="u1")
+    assert created.version_id == 1
+    with db.begin() as c:
+        p = STORE.read(c, "Patient", created.id).resource()
+        assert p["meta"]["versionId"] == "1" and p["meta"]["lastUpdated"].endswith("Z")
+        p["name"][0]["family"] = "Rivera-Lopez"
+        upd = STORE.update(c, "Patient", created.id, p, author="u2", if_match=1)
+    assert upd.version_id == 2 and upd.outcome == "updated"
+    with db.read() as c:
+        assert STORE.read(c, "Patient", created.id).resource()["name"][0]["family"] == "Rivera-Lopez"
+        assert STORE.vread(c, "Patient", created.id, 1).resource()["name"][0]["family"] == "Rivera"
+        hist = STORE.history(c, "Patient", created.id)
+    assert [h.version_id for h in hist] == [2, 1]
+    assert [h.author for h in hist] == ["u2", "u1"]
+
+
+def test_stale_if_match_is_412_and_changes_nothing(db):
+    with db.begin() as c:
+        r = STORE.create(c, patient(), author=None)
+        body = STORE.read(c, "Patient", r.id).resource()
+        STORE.update(c, "Patient", r.id, body, author=None, if_match=1)
+    with pytest.raises(FhirError) as e, db.begin() as c:
+        STORE.update(c, "Patient", r.id, body, author=None, if_match=1)
+    assert e.value.status == 412
+    with db.read() as c:
+        assert STORE.history_count(c, "Patient", r.id) == 2
+
+
+def test_of_two_concurrent_updates_to_one_version_exactly_one_wins(db):
+    with db.begin() as c:
+        r = STORE.create(c, patient(), author=None)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        body = patient(family=name)
+        barrier.wait()
+        try:
+            with db.begin() as c:
+                STORE.update(c, "Patient", r.id, body, author=name, if_match=1)
+            outcomes.append("ok")
+        except FhirError as err:
+            outcomes.append(err.status)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("Alpha", "Beta")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, outcomes)) == ["412", "ok"]
+    with db.read() as c:
+        assert STORE.read(c, "Patient", r.id).version_id == 2
+
+
+def test_delete_is_logical_and_read_answers_gone(db):
+    with db.begin() as c:
+        r = STORE.create(c, patient(), author=None)
+        STORE.delete(c, "Patient", r.id, author=None)
+    with db.read() as c:
+        with pytest.raises(FhirError) as e:
+            STORE.read(c, "Patient", r.id)
+        assert e.value.status == 410
+        assert STORE.vread(c, "Patient", r.id, 1).resource()["name"][0]["family"] == "Rivera"
+        q = search.parse("Patient", [("family", "rivera")])
+        assert search.run(c, STORE, q).total == 0
+
+
+def test_invalid_resource_is_422_and_writes_nothing(db):
+    bad = patient()
+    bad["gender"] = "M"
+    with pytest.raises(FhirError) as e, db.begin() as c:
+        STORE.create(c, bad, author=None)
+    assert e.value.status == 422
+    assert any("gender" in (i.path or "") for i in e.value.issues)
+    with db.read() as c:
+        assert STORE.history_count(c) == 0
+
+
+def test_ingest_is_idempotent_and_dedupes_same_id(db):
+    org = {"resourceType": "Organization", "id": "org-1", "name": "General Hospital"}
+    with db.begin() as c:
+        _, s1 = STORE.ingest(c, [dict(org), dict(org)], author="import")
+    assert s1.created == {"Organization": 1} and s1.unchanged == {"Organization": 1}
+    with db.begin() as c:
+        _, s2 = STORE.ingest(c, [dict(org)], author="import")
+    assert s2.unchanged == {"Organization": 1} and not s2.created
+    with db.read() as c:
+        assert STORE.history_count(c, "Organization", "org-1") == 1
+
+
+SEARCHES = [
+    ([("family", "riv")], 1),
+    ([("family:exact", "rivera")], 1),
+    ([("name", "ANA")], 1),
+    ([("given:contains", "n")], 1),
+    ([("birthdate", "1961")], 1),
+    ([("birthdate", "lt1961-01-01")], 0),
+    ([("birthdate", "ge1961-04-02")], 1),
+    ([("gender", "female")], 1),
+    ([("gender", "male")], 0),
+    ([("identifier", "https://chartkeeper.example.org/mrn|MRN001")], 1),
+    ([("identifier", "MRN001")], 1),
+    ([("identifier", "other|MRN001")], 0),
+    ([("address-postalcode", "016")], 1),
+    ([("_lastUpdated", "gt2000-01-01")], 1),
+    ([("_lastUpdated", "lt2000-01-01")], 0),
+]
+
+
+@pytest.mark.parametrize("params,expected", SEARCHES)
+def test_patient_search_parameters(db, params, expected):
+    with db.begin() as c:
+        STORE.create(c, patient(), author=None)
+    with db.read() as c:
+        assert search.run(c, STORE, search.parse("Patient", params)).total == expected
+
+
+def test_clinical_search_paging_sort_and_include(db):
+    with db.begin() as c:
+        pid = STORE.create(c, patient(), author=None).id
+        other = STORE.create(c, patient(family="Other", mrn="MRN002"), author=None).id
+        for day in range(1, 26):
+            STORE.create(c, obs(pid, when=f"2024-03-{day:02d}T10:00:00Z", value=day), author=None)
+        STORE.create(c, obs(other), author=None)
+        STORE.create(c, obs(pid, code="2345-7"), author=None)
+    with db.read() as c:
+        q = search.parse("Observation", [("patient", pid), ("code", "http://loinc.org|4548-4"),
+                                         ("_sort", "-date"), ("_count", "10"),
+                                         ("_include", "Observation:patient")])
+        r = search.run(c, STORE, q)
+        assert r.total == 25 and len(r.matches) == 10
+        assert r.matches[0].resource()["effectiveDateTime"].startswith("2024-03-25")
+        assert [i.resource_type for i in r.included] == ["Patient"]
+        q2 = search.parse("Observation", [("subject", f"Patient/{pid}"), ("date", "ge2024-03-20"),
+                                          ("date", "lt2024-03-23"), ("status", "final"),
+                                          ("category", "laboratory")])
+        assert search.run(c, STORE, q2).total == 3
+        page3 = search.run(c, STORE, search.parse("Observation", [("patient", pid), ("_count", "10"),
+                                                                 ("_offset", "20")]))
+        assert len(page3.matches) == 6
+
+
+@pytest.mark.parametrize("params,fragment", [
+    ([("colour", "red")], "Unknown search parameter 'colour'"),
+    ([("_sort", "x; drop table fhir_resource")], "Cannot sort"),
+    ([("birthdate", "yesterday")], "needs a date"),
+    ([("_count", "many")], "whole number"),
+    ([("_include", "Patient:name")], "not a reference parameter"),
+])
+def test_bad_search_is_400_naming_the_parameter(params, fragment):
+    with pytest.raises(FhirError) as e:
+        search.parse("Patient", params)
+    assert e.value.status == 400 and fragment in e.value.message
+
+
+def test_sql_text_in_search_values_is_only_data(db):
+    with db.begin() as c:
+        STORE.create(c, patient(), author=None)
+    with db.read() as c:
+        q = search.parse("Patient", [("family", "x' OR '1'='1"), ("identifier", "a|b' OR 1=1 --")])
+        assert search.run(c, STORE, q).total == 0
+        assert search.run(c, STORE, search.parse("Patient", [])).total == 1
+
+
+def test_everything_returns_compartment_and_referenced(db):
+    with db.begin() as c:
+        STORE.ingest(c, [{"resourceType": "Practitioner", "id": "dr-1", "name": [{"family": "House"}]}],
+                     author=None)
+        pid = STORE.create(c, patient(), author=None).id
+        e = {"resourceType": "Encounter", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+             "subject": {"reference": f"Patient/{pid}"},
+             "participant": [{"individual": {"reference": "Practitioner/dr-1"}}]}
+        STORE.create(c, e, author=None)
+        STORE.create(c, obs(pid), author=None)
+        STORE.create(c, obs(STORE.create(c, patient(mrn="X"), author=None).id), author=None)
+    with db.read() as c:
+        types = sorted(s.resource_type for s in search.everything(c, STORE, pid))
+    assert types == ["Encounter", "Observation", "Patient", "Practitioner"]
