@@ -49,6 +49,8 @@ class VersionRow(Base):
     # The user who made the change (security user id), or a system name such as "import".
     author: Mapped[str | None] = mapped_column(String(128), nullable=True)
     content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Same digest as fhir_resource.content_hash: an import never re-adds a state the record had.
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (Index("ix_fhir_resource_version_updated", "last_updated"),)
 

@@ -149,12 +149,13 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
             conds.append(_date_cond(R.c.last_updated, R.c.last_updated, prefix, lo_dt, hi_dt))
         return or_(*conds)
     p = sp.BY_NAME[rtype][name]
+    stored = p.stored_as
     if modifier == "missing":
         if value not in ("true", "false"):
             raise bad(f"'{name}:missing' takes true or false.")
         table = {sp.TOKEN: IDX_TOKEN, sp.STRING: IDX_STRING, sp.DATE: IDX_DATE, sp.REFERENCE: IDX_REF}[p.kind]
         has = exists().where(table.c.resource_type == rtype, table.c.resource_id == R.c.id,
-                             table.c.param == name)
+                             table.c.param == p.stored_as)
         return ~has if value == "true" else has
     if p.kind == sp.TOKEN:
         t = IDX_TOKEN
@@ -168,7 +169,7 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(and_(*c))
             else:
                 ors.append(t.c.code == v)
-        sub = exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+        sub = exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
         return ~sub if modifier == "not" else sub
     if p.kind == sp.STRING:
         t = IDX_STRING
@@ -181,11 +182,11 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(t.c.value.contains(n, autoescape=True))
             else:
                 ors.append(t.c.value.startswith(n, autoescape=True))
-        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
     if p.kind == sp.DATE:
         t = IDX_DATE
         ors = [_date_cond(t.c.low, t.c.high, *_date_bounds(name, v)) for v in values]
-        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
     # reference
     t = IDX_REF
     ors = []
@@ -199,7 +200,7 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
             ors.append(and_(t.c.target_type == "Patient", t.c.target_id == v))
         else:
             ors.append(t.c.target_id == v)
-    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == name, or_(*ors))
+    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
 
 
 def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:
@@ -226,7 +227,7 @@ def _order(q: Query, stmt: Select[Any]) -> Select[Any]:
             t = table.table
             agg = func.max if desc else func.min
             col = (select(agg(table)).where(t.c.resource_type == q.resource_type, t.c.resource_id == R.c.id,
-                                            t.c.param == key).scalar_subquery())
+                                            t.c.param == p.stored_as).scalar_subquery())
         orders.append(col.desc() if desc else col.asc())
     orders.append(R.c.id.asc())
     return stmt.order_by(*orders)
@@ -250,7 +251,8 @@ def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] |
         ids = [m.id for m in matches]
         for _src, param, target in q.include:
             stmt = select(IDX_REF.c.target_type, IDX_REF.c.target_id).where(
-                IDX_REF.c.resource_type == q.resource_type, IDX_REF.c.param == param,
+                IDX_REF.c.resource_type == q.resource_type,
+                IDX_REF.c.param == sp.BY_NAME[q.resource_type][param].stored_as,
                 IDX_REF.c.resource_id.in_(ids))
             if target:
                 stmt = stmt.where(IDX_REF.c.target_type == target)

@@ -25,10 +25,13 @@ class Param:
     name: str
     kind: str
     paths: tuple[tuple[str, ...], ...]
+    # Index rows are stored under this name. Two parameters over the same paths (``patient`` and
+    # ``subject``, ``code`` and ``type``) share one set of rows.
+    stored_as: str = ""
 
 
 def P(name: str, kind: str, *paths: str) -> Param:  # noqa: N802 - a table-building shorthand
-    return Param(name, kind, tuple(tuple(p.split(".")) for p in paths))
+    return Param(name, kind, tuple(tuple(p.split(".")) for p in paths), name)
 
 
 # Common to every resource type; served from the fhir_resource table itself.
@@ -353,7 +356,21 @@ PARAMS: dict[str, list[Param]] = {
     "Binary": [],
 }
 
+def _share_rows(params: list[Param]) -> list[Param]:
+    """Parameters with the same kind and paths as an earlier one store no rows of their own."""
+    first: dict[tuple[str, tuple[tuple[str, ...], ...]], str] = {}
+    out = []
+    for p in params:
+        key = (p.kind, p.paths)
+        owner = first.setdefault(key, p.name)
+        out.append(Param(p.name, p.kind, p.paths, owner))
+    return out
+
+
+PARAMS = {t: _share_rows(ps) for t, ps in PARAMS.items()}
 BY_NAME: dict[str, dict[str, Param]] = {t: {p.name: p for p in ps} for t, ps in PARAMS.items()}
+# The parameters that own index rows (extraction walks only these).
+STORED: dict[str, list[Param]] = {t: [p for p in ps if p.stored_as == p.name] for t, ps in PARAMS.items()}
 
 # Where a resource names its patient: the patient compartment used by $everything and by the
 # policy's patient-level rules.
@@ -518,7 +535,7 @@ class IndexRows:
 
 def extract(resource: dict[str, Any]) -> IndexRows:
     rows = IndexRows([], [], [], [])
-    for p in PARAMS.get(resource.get("resourceType", ""), ()):
+    for p in STORED.get(resource.get("resourceType", ""), ()):
         if p.kind == TOKEN:
             seen_t: set[tuple[str, str]] = set()
             for v in values(resource, p):

@@ -132,6 +132,31 @@ class IngestStats:
                 mine[k] += v
 
 
+def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert many rows fast: COPY on PostgreSQL, one executemany on SQLite. Values must already be
+    in their database form (see ``_db_value``)."""
+    if not rows:
+        return
+    name = table.name
+    cols = ", ".join(columns)
+    if conn.dialect.name == "postgresql" and len(rows) > 20:
+        raw = conn.connection.dbapi_connection
+        schema = f'"{table.schema}".' if table.schema else ""
+        with raw.cursor() as cur, cur.copy(f"COPY {schema}{name} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    marks = ", ".join([style] * len(columns))
+    conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) VALUES ({marks})", rows)
+
+
+def _db_value(conn: Connection, column: Any, value: Any) -> Any:
+    """A Python value as the database driver receives it for this column (type decorators applied)."""
+    proc = column.type._cached_bind_processor(conn.dialect)
+    return proc(value) if proc else value
+
+
 class FhirStore:
     """Versioned storage of FHIR resources with search indexes. Stateless: safe to share."""
 
@@ -300,10 +325,22 @@ class FhirStore:
                                     .where(tuple_(R.c.resource_type, R.c.id).in_(keys[i:i + 500]))):
                 current[(row.resource_type, row.id)] = row
 
+        # In an import, a state the resource already had (any version) is not added again: the same
+        # Organization posted by many bundles in slightly different forms must not flip-flop.
+        seen_states: set[tuple[str, str, str]] = set()
+        if mode == "upsert" and current:
+            moved_keys = list(current)
+            for i in range(0, len(moved_keys), 500):
+                for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
+                                        .where(tuple_(V.c.resource_type, V.c.id).in_(moved_keys[i:i + 500]))):
+                    if row.content_hash:
+                        seen_states.add((row.resource_type, row.id, row.content_hash))
+
         results: list[WriteResult] = []
-        new_rows: list[dict[str, Any]] = []
+        db_now = _db_value(conn, R.c.last_updated, now)
+        new_rows: list[tuple[Any, ...]] = []
         moved: list[tuple[_Prepared, int, int]] = []  # (item, old version, new version)
-        versions: list[dict[str, Any]] = []
+        versions: list[tuple[Any, ...]] = []
         reindex: list[_Prepared] = []
         state: dict[tuple[str, str], tuple[int, str | None, bool]] = {
             k: (r.version_id, r.content_hash, r.deleted) for k, r in current.items()}
@@ -319,7 +356,8 @@ class FhirStore:
                     raise FhirError(412, f"{p.rtype}/{p.rid} is no longer at version {p.expected_version} "
                                     "(someone changed it); read it again and reapply your change.",
                                     code="conflict")
-            if have is not None and not have[2] and have[1] == p.digest and mode == "upsert":
+            if mode == "upsert" and have is not None and not have[2] and (
+                    have[1] == p.digest or (p.rtype, p.rid, p.digest) in seen_states):
                 results.append(WriteResult(p.rtype, p.rid, have[0], "unchanged"))
                 continue
             vid = 1 if have is None else have[0] + 1
@@ -331,9 +369,7 @@ class FhirStore:
             content = orjson.dumps(body).decode()
             if have is None:
                 pending_new.add(key)
-                new_rows.append({"resource_type": p.rtype, "id": p.rid, "version_id": vid,
-                                 "last_updated": now, "deleted": False, "patient_id": p.patient_id,
-                                 "content_hash": p.digest})
+                new_rows.append((p.rtype, p.rid, vid, db_now, False, p.patient_id, p.digest))
                 outcome = "created"
             elif key in pending_new:
                 # The same new resource twice in one batch: the later one wins, still version 1 row
@@ -344,16 +380,16 @@ class FhirStore:
                 moved.append((p, have[0], vid))
                 outcome = "created" if have[2] else "updated"
             state[key] = (vid, p.digest, False)
-            versions.append({"resource_type": p.rtype, "id": p.rid, "version_id": vid,
-                             "last_updated": now, "deleted": False,
-                             "method": "create" if vid == 1 else "update", "author": author,
-                             "content": content})
+            seen_states.add((p.rtype, p.rid, p.digest))
+            versions.append((p.rtype, p.rid, vid, db_now, False, "create" if vid == 1 else "update",
+                             author, content, p.digest))
             reindex.append(p)
             results.append(WriteResult(p.rtype, p.rid, vid, outcome, content, now, p.patient_id))
 
         if new_rows:
             try:
-                conn.execute(insert(R), new_rows)
+                bulk_insert(conn, R, ("resource_type", "id", "version_id", "last_updated", "deleted",
+                                      "patient_id", "content_hash"), new_rows)
             except IntegrityError as exc:
                 raise FhirError(409, "A resource with the same id was created at the same time; try again.",
                                 code="conflict") from exc
@@ -368,41 +404,44 @@ class FhirStore:
                                 "read it again and reapply your change.", code="conflict")
         if versions:
             try:
-                conn.execute(insert(V), versions)
+                bulk_insert(conn, V, ("resource_type", "id", "version_id", "last_updated", "deleted",
+                                      "method", "author", "content", "content_hash"), versions)
             except IntegrityError as exc:
                 raise FhirError(409, "The resource was changed by someone else at the same time; try again.",
                                 code="conflict") from exc
-        self._reindex(conn, reindex, drop_old=bool(moved))
+        self._reindex(conn, reindex, [m[0] for m in moved])
         return results
 
-    def _reindex(self, conn: Connection, items: list[_Prepared], drop_old: bool) -> None:
+    def _reindex(self, conn: Connection, items: list[_Prepared], replaced: list[_Prepared]) -> None:
         if not items:
             return
-        if drop_old:
+        if replaced:
             by_type: dict[str, list[str]] = defaultdict(list)
-            for p in items:
+            for p in replaced:
                 by_type[p.rtype].append(p.rid)
             for rtype, ids in by_type.items():
                 for i in range(0, len(ids), 500):
                     for t in INDEX_TABLES:
                         conn.execute(delete(t).where(t.c.resource_type == rtype,
                                                      t.c.resource_id.in_(ids[i:i + 500])))
-        tok: list[dict[str, Any]] = []
-        strs: list[dict[str, Any]] = []
-        dts: list[dict[str, Any]] = []
-        refs: list[dict[str, Any]] = []
+        tok: list[tuple[str, ...]] = []
+        strs: list[tuple[str, ...]] = []
+        dts: list[tuple[str, ...]] = []
+        refs: list[tuple[str, ...]] = []
         seen: set[tuple[str, str]] = set()
         for p in reversed(items):  # the last write of a key wins
             key = (p.rtype, p.rid)
             if key in seen:
                 continue
             seen.add(key)
-            base = {"resource_type": p.rtype, "resource_id": p.rid}
+            t, i = p.rtype, p.rid
             ix = p.index
-            tok.extend({**base, "param": a, "system": b, "code": c} for a, b, c in ix.tokens)
-            strs.extend({**base, "param": a, "value": b} for a, b in ix.strings)
-            dts.extend({**base, "param": a, "low": b, "high": c} for a, b, c in ix.dates)
-            refs.extend({**base, "param": a, "target_type": b, "target_id": c} for a, b, c in ix.references)
-        for table, rows in ((IDX_TOKEN, tok), (IDX_STRING, strs), (IDX_DATE, dts), (IDX_REF, refs)):
-            if rows:
-                conn.execute(insert(table), rows)
+            tok.extend((t, i, *row) for row in ix.tokens)
+            strs.extend((t, i, *row) for row in ix.strings)
+            dts.extend((t, i, *row) for row in ix.dates)
+            refs.extend((t, i, *row) for row in ix.references)
+        head = ("resource_type", "resource_id", "param")
+        bulk_insert(conn, IDX_TOKEN, (*head, "system", "code"), tok)
+        bulk_insert(conn, IDX_STRING, (*head, "value"), strs)
+        bulk_insert(conn, IDX_DATE, (*head, "low", "high"), dts)
+        bulk_insert(conn, IDX_REF, (*head, "target_type", "target_id"), refs)
