@@ -1,0 +1,133 @@
+"""The ``chartkeeper`` command line. Commands call the same service functions as the web and API."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from chartkeeper.config import get_settings
+from chartkeeper.db import Database
+
+app = typer.Typer(help="Chartkeeper: health information management.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+def open_db() -> Database:
+    db = Database(get_settings().database_url)
+    db.upgrade()
+    return db
+
+
+def cli_principal(name: str = "cli"):  # type: ignore[no-untyped-def]
+    from chartkeeper.security.principal import Principal
+
+    return Principal.system(f"{name}:{getpass.getuser()}")
+
+
+def _register_subcommands() -> None:
+    try:
+        from chartkeeper.security.cli import audit_app, user_app
+    except ImportError:  # pragma: no cover - during partial installs only
+        return
+    app.add_typer(user_app, name="user", help="Manage users and roles.")
+    app.add_typer(audit_app, name="audit", help="Verify and report the audit trail.")
+
+
+@app.command("import")
+def import_cmd(
+    paths: list[Path] = typer.Argument(..., help="Bundles (.json, .json.gz), NDJSON files, or folders of them."),
+    report: Path = typer.Option(None, help="Where to write the rejects (JSON lines). Default: var/import-rejects-<time>.jsonl"),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Import FHIR data. Idempotent: importing the same files again adds nothing."""
+    from chartkeeper.fhir.importer import find_files, run_import, write_report
+    from chartkeeper.fhir.service import RecordService
+
+    try:
+        files = find_files(paths)
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    db = open_db()
+    records = RecordService(db)
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty() and as_json) as bar:
+        task = bar.add_task("", total=len(files))
+        rep = run_import(records, cli_principal("import"), files,
+                         progress=lambda done, total, name: bar.update(task, completed=done, description=name))
+    elapsed = time.perf_counter() - started
+    report_path = report or Path("var") / f"import-rejects-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
+    write_report(rep, report_path)
+    out = rep.as_dict() | {"seconds": round(elapsed, 2), "report": str(report_path)}
+    if as_json:
+        print(json.dumps(out, indent=2))
+    else:
+        t = Table(title=f"Imported {rep.files} files in {elapsed:.1f} s")
+        for col in ("resource type", "created", "updated", "unchanged", "rejected"):
+            t.add_column(col, justify="right" if col != "resource type" else "left")
+        for rtype, c in rep.by_type().items():
+            t.add_row(rtype, *(str(c[k]) for k in ("created", "updated", "unchanged", "rejected")))
+        Console().print(t)
+        print(f"{rep.accepted} resources accepted, {len(rep.rejects)} rejected; rejects listed in {report_path}")
+    if rep.rejects and not rep.accepted:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Current resources and stored versions per resource type."""
+    from sqlalchemy import func, select
+
+    from chartkeeper.fhir.models import ResourceRow, VersionRow
+
+    db = open_db()
+    with db.read() as conn:
+        cur = dict(conn.execute(select(ResourceRow.resource_type, func.count())
+                                .where(ResourceRow.deleted.is_(False)).group_by(ResourceRow.resource_type)).all())
+        ver = dict(conn.execute(select(VersionRow.resource_type, func.count())
+                                .group_by(VersionRow.resource_type)).all())
+    data = {"resources": {k: int(v) for k, v in sorted(cur.items())},
+            "versions": {k: int(v) for k, v in sorted(ver.items())},
+            "total_resources": int(sum(cur.values())), "total_versions": int(sum(ver.values()))}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    t = Table(title="Stored resources")
+    t.add_column("resource type")
+    t.add_column("current", justify="right")
+    t.add_column("versions", justify="right")
+    for k in sorted(set(cur) | set(ver)):
+        t.add_row(k, str(cur.get(k, 0)), str(ver.get(k, 0)))
+    Console().print(t)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the web UI, the FHIR API and the JSON API."""
+    import uvicorn
+
+    open_db().dispose()
+    uvicorn.run("chartkeeper.web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+_register_subcommands()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,213 @@
+"""Bulk import of FHIR bundles (transaction, batch, collection) and NDJSON files.
+
+The import keeps the resources' own ids, so importing the same files twice adds no resource and no
+version (an unchanged resource is recognised by its content digest). Good resources land; every
+reject is written to the report with its file, entry index and reason. Work is committed in chunks
+of a few thousand resources.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from chartkeeper.fhir import bundles
+from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.store import FhirStore
+
+if TYPE_CHECKING:
+    from chartkeeper.fhir.service import RecordService
+    from chartkeeper.security.principal import Principal
+
+SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
+CHUNK = 4000
+
+
+@dataclass
+class Reject:
+    file: str
+    entry: int | None
+    reason: str
+    resource_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "entry": self.entry, "resourceType": self.resource_type, "reason": self.reason}
+
+
+@dataclass
+class ImportReport:
+    files: int = 0
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    unchanged: Counter[str] = field(default_factory=Counter)
+    rejects: list[Reject] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.created.values()) + sum(self.updated.values()) + sum(self.unchanged.values())
+
+    def by_type(self) -> dict[str, dict[str, int]]:
+        types = sorted(set(self.created) | set(self.updated) | set(self.unchanged)
+                       | {r.resource_type for r in self.rejects if r.resource_type})
+        rej = Counter(r.resource_type for r in self.rejects)
+        return {t: {"created": self.created[t], "updated": self.updated[t], "unchanged": self.unchanged[t],
+                    "rejected": rej[t]} for t in types}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"files": self.files, "accepted": self.accepted, "rejected": len(self.rejects),
+                "by_type": self.by_type()}
+
+
+def find_files(paths: list[Path]) -> list[Path]:
+    """Files to import, in a stable order; folders are searched recursively."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist; give a file or a folder of .json, .json.gz or .ndjson files.")
+    return out
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    raw = path.open("rb")
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw  # type: ignore[return-value]
+
+
+def read_file(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
+    """(entry index, planned resource or None, reject reason or None) for each entry of one file."""
+    name = path.name.removesuffix(".gz")
+    try:
+        with _open(path) as fh:
+            if name.endswith((".ndjson", ".jsonl")):
+                for n, line in enumerate(fh):
+                    if not line.strip():
+                        continue
+                    try:
+                        res = orjson.loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        yield n, None, f"line {n + 1} is not valid JSON ({exc.msg})."
+                        continue
+                    yield from _plan_entries([{"resource": res}], index_base=n, default_method="PUT")
+                return
+            data = fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        yield None, None, f"the file cannot be read ({exc.__class__.__name__}: {exc})."
+        return
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        yield None, None, f"the file is not valid JSON ({exc.msg} at position {exc.pos})."
+        return
+    if not isinstance(doc, dict):
+        yield None, None, "the file must hold a Bundle or a single resource (a JSON object)."
+        return
+    if doc.get("resourceType") == "Bundle":
+        if doc.get("type") not in ("transaction", "batch", "collection"):
+            yield None, None, (f"Bundle.type '{str(doc.get('type'))[:32]}' cannot be imported; use a "
+                               "transaction, batch or collection bundle.")
+            return
+        entries = doc.get("entry") or []
+        if not isinstance(entries, list):
+            yield None, None, "Bundle.entry must be a list."
+            return
+        yield from _plan_entries(entries, default_method="POST")
+    else:
+        yield from _plan_entries([{"resource": doc}], default_method="PUT")
+
+
+def _plan_entries(entries: list[Any], *, index_base: int = 0,
+                  default_method: str) -> Iterator[tuple[int | None, Any, str | None]]:
+    plans, issues = bundles.plan(entries, keep_ids=True, default_method=default_method)
+    bad: dict[int, str] = {}
+    for issue in issues:
+        idx = int(issue.path.split("[", 1)[1].split("]", 1)[0]) if issue.path and "[" in issue.path else -1
+        bad.setdefault(idx, issue.message.split(": ", 1)[-1])
+    planned = {p.index for p in plans}
+    for i in range(len(entries)):
+        if i in bad:
+            yield index_base + i, _rtype(entries[i]), bad[i]
+        elif i not in planned:
+            yield index_base + i, _rtype(entries[i]), "the entry could not be read."
+    for p in plans:
+        if p.index in bad:
+            continue
+        if p.method not in ("POST", "PUT") or p.resource is None:
+            yield index_base + p.index, p.resource_type, f"{p.method} entries cannot be imported; only resources."
+            continue
+        p.resource["id"] = p.id
+        yield index_base + p.index, p.resource, None
+
+
+def _rtype(entry: Any) -> str | None:
+    if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+        rt = entry["resource"].get("resourceType")
+        return rt if isinstance(rt, str) else None
+    return None
+
+
+def run_import(records: RecordService, principal: Principal, paths: list[Path], *,
+               progress: Callable[[int, int, str], None] | None = None) -> ImportReport:
+    """Import files; ``progress(done_files, total_files, name)`` is called after each file."""
+    files = find_files(paths)
+    report = ImportReport()
+    store: FhirStore = records.store
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        with records.db.begin() as conn:
+            try:
+                stats = records.ingest(conn, principal, pending, validated=True)
+            except FhirError as err:
+                # Policy refused the chunk: reject every resource of it with the reason.
+                for r in pending:
+                    report.rejects.append(Reject("(chunk)", None, err.message, r.get("resourceType")))
+                pending.clear()
+                raise
+        report.created.update(stats.created)
+        report.updated.update(stats.updated)
+        report.unchanged.update(stats.unchanged)
+        pending.clear()
+
+    for n, path in enumerate(files, 1):
+        report.files += 1
+        for idx, res, reason in read_file(path):
+            if reason is not None:
+                rtype = res if isinstance(res, str) else None
+                report.rejects.append(Reject(str(path), idx, reason, rtype))
+                continue
+            issues = store.check(res)
+            if issues:
+                msg = "; ".join(f"{i.path}: {i.message}" if i.path and i.path not in i.message else i.message
+                                for i in issues[:5])
+                report.rejects.append(Reject(str(path), idx, msg, res.get("resourceType")))
+                continue
+            pending.append(res)
+        if len(pending) >= CHUNK:
+            flush()
+        if progress:
+            progress(n, len(files), path.name)
+    flush()
+    return report
+
+
+def write_report(report: ImportReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        for r in report.rejects:
+            fh.write(orjson.dumps(r.as_dict()) + b"\n")

@@ -1,0 +1,304 @@
+"""The record service: the only entry point the REST API, the web pages and the CLI use.
+
+Every operation runs in one database transaction that (1) asks the one policy function whether this
+principal may do this to this patient's data, (2) does the work in the store, and (3) appends the
+audit entry. The audit entry commits with the data or not at all, so no data leaves without its
+audit entry being durable.
+
+A ``principal`` of ``None`` means auth and audit are switched off (benchmarks measuring their cost
+only; ``Settings.auth_enabled``). Every interface passes a real principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from chartkeeper.db import Database
+from chartkeeper.fhir import bundles, search
+from chartkeeper.fhir import searchparams as sp
+from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.store import FhirStore, IngestStats, Stored, WriteResult
+from chartkeeper.security import audit, policy
+from chartkeeper.security.policy import Action, Denied
+from chartkeeper.security.principal import Principal
+
+
+def _denied(err: Denied) -> FhirError:
+    return FhirError(err.status, err.message, code="forbidden" if err.status == 403 else "not-found")
+
+
+class RecordService:
+    def __init__(self, db: Database, store: FhirStore | None = None) -> None:
+        self.db = db
+        self.store = store or FhirStore()
+
+    # --- the policy + audit pair ------------------------------------------------------------------
+
+    def authorize(self, conn: Connection, principal: Principal | None, action: Action, rtype: str,
+                  patient_id: str | None, rid: str | None = None) -> None:
+        if principal is None:
+            return
+        try:
+            policy.check(conn, principal, action, rtype, patient_id, resource_id=rid)
+        except Denied as err:
+            raise _denied(err) from None
+
+    @staticmethod
+    def audit(conn: Connection, principal: Principal | None, action: Action | str, *,
+              resource_type: str | None = None, resource_id: str | None = None,
+              patient_id: str | None = None, detail: str | None = None, outcome: str = "success") -> None:
+        if principal is None:
+            return
+        audit.record(conn, principal, str(action), outcome, resource_type=resource_type,
+                     resource_id=resource_id, patient_id=patient_id, detail=detail,
+                     client_address=principal.client_address)
+
+    def _visible(self, conn: Connection, principal: Principal | None, action: Action,
+                 items: Iterable[Stored]) -> list[Stored]:
+        """Drop what this principal may not see: types outside its role, restricted patients."""
+        items = list(items)
+        if principal is None or not items:
+            return items
+        items = [s for s in items if policy.can(principal, action, s.resource_type)]
+        pids = {s.patient_id for s in items if s.patient_id}
+        ok = policy.visible_patients(conn, principal, pids) if pids else set()
+        return [s for s in items if s.patient_id is None or s.patient_id in ok]
+
+    def _audit_access(self, conn: Connection, principal: Principal | None, action: Action,
+                      items: Sequence[Stored], detail: str | None = None) -> None:
+        """One audit entry per patient whose data was returned (and one if none was)."""
+        if principal is None:
+            return
+        by_patient: dict[str | None, list[Stored]] = {}
+        for s in items:
+            by_patient.setdefault(s.patient_id, []).append(s)
+        if not by_patient:
+            by_patient[None] = []
+        for pid, group in by_patient.items():
+            if len(group) == 1:
+                self.audit(conn, principal, action, resource_type=group[0].resource_type,
+                           resource_id=group[0].id, patient_id=pid, detail=detail)
+            else:
+                types = sorted({g.resource_type for g in group})
+                self.audit(conn, principal, action, resource_type=types[0] if len(types) == 1 else None,
+                           patient_id=pid, detail=(detail + "; " if detail else "") + f"{len(group)} resources")
+
+    # --- single resources -------------------------------------------------------------------------
+
+    def read(self, principal: Principal | None, rtype: str, rid: str) -> Stored:
+        self._known(rtype)
+        with self.db.begin() as conn:
+            stored = self.store.read(conn, rtype, rid)
+            self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
+            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
+                       patient_id=stored.patient_id)
+            return stored
+
+    def vread(self, principal: Principal | None, rtype: str, rid: str, vid: int) -> Stored:
+        self._known(rtype)
+        with self.db.begin() as conn:
+            stored = self.store.vread(conn, rtype, rid, vid)
+            self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
+            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
+                       patient_id=stored.patient_id, detail=f"version {vid}")
+            return stored
+
+    def create(self, principal: Principal | None, resource: Any, *, if_none_exist: str | None = None) -> tuple[WriteResult, bool]:
+        """Create; with ``if_none_exist`` (conditional create) an existing match is returned instead.
+        Returns (result, created)."""
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise FhirError(400, "The body must be one FHIR resource (a JSON object with resourceType).",
+                            code="structure")
+        rtype = resource["resourceType"]
+        self._known(rtype)
+        with self.db.begin() as conn:
+            if if_none_exist:
+                bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+                    {"resource": resource, "request": {"method": "POST", "url": rtype, "ifNoneExist": if_none_exist}}]}
+                resp, written = self._transaction(conn, principal, bundle)
+                if not written:
+                    loc = resp["entry"][0]["response"]["location"].split("/")
+                    stored = self.store.read(conn, loc[0], loc[1])
+                    return WriteResult(stored.resource_type, stored.id, stored.version_id, "unchanged",
+                                       stored.content, stored.last_updated, stored.patient_id), False
+                return written[0], True
+            res = self._write(conn, principal, Action.CREATE, [(resource, None)], mode="create")[0]
+            return res, True
+
+    def update(self, principal: Principal | None, rtype: str, rid: str, resource: Any,
+               *, if_match: int | None = None) -> WriteResult:
+        self._known(rtype)
+        with self.db.begin() as conn:
+            if not isinstance(resource, dict):
+                raise FhirError(400, "The body must be one FHIR resource (a JSON object).", code="structure")
+            if resource.get("resourceType") != rtype:
+                raise FhirError(400, f"The body's resourceType must be {rtype} to update {rtype}/{rid}.")
+            if resource.get("id") not in (None, rid):
+                raise FhirError(400, f"The body's id must equal the id in the URL ({rid}).")
+            # The patient the resource belongs to now and after the change must both be allowed.
+            try:
+                old = self.store.read(conn, rtype, rid)
+                self.authorize(conn, principal, Action.UPDATE, rtype, old.patient_id, rid)
+            except FhirError as err:
+                if err.status not in (404, 410):
+                    raise
+            return self._write(conn, principal, Action.UPDATE, [(resource, rid)], mode="update",
+                               if_match=if_match)[0]
+
+    def _write(self, conn: Connection, principal: Principal | None, action: Action,
+               items: list[tuple[dict[str, Any], str | None]], *, mode: str,
+               if_match: int | None = None) -> list[WriteResult]:
+        for resource, rid in items:
+            issues = self.store.check(resource)
+            if issues:
+                raise FhirError(422, issues=issues)
+            pid = sp.patient_of({**resource, "id": rid or "new"}) if resource["resourceType"] != "Patient" else rid
+            self.authorize(conn, principal, action, resource["resourceType"], pid, rid)
+        from chartkeeper.fhir.store import new_id
+
+        results = self.store.write_many(conn, [(r, rid or new_id(), if_match) for r, rid in items],
+                                        author=principal.user_id if principal else None, mode=mode,
+                                        validated=True)
+        for res in results:
+            self.audit(conn, principal, action, resource_type=res.resource_type, resource_id=res.id,
+                       patient_id=res.patient_id, detail=f"version {res.version_id}")
+        return results
+
+    def delete(self, principal: Principal | None, rtype: str, rid: str) -> WriteResult | None:
+        self._known(rtype)
+        with self.db.begin() as conn:
+            try:
+                old = self.store.read(conn, rtype, rid)
+            except FhirError as err:
+                if err.status == 410:
+                    return None
+                raise
+            self.authorize(conn, principal, Action.DELETE, rtype, old.patient_id, rid)
+            res = self.store.delete(conn, rtype, rid, author=principal.user_id if principal else None)
+            self.audit(conn, principal, Action.DELETE, resource_type=rtype, resource_id=rid,
+                       patient_id=old.patient_id)
+            return res
+
+    def history(self, principal: Principal | None, rtype: str | None, rid: str | None = None, *,
+                count: int = 100, offset: int = 0) -> tuple[list[Stored], int]:
+        if rtype:
+            self._known(rtype)
+        with self.db.begin() as conn:
+            if rid and rtype:
+                current = self.store.history(conn, rtype, rid, count=1)
+                if not current:
+                    raise FhirError(404, f"{rtype}/{rid} does not exist.", code="not-found")
+                self.authorize(conn, principal, Action.HISTORY, rtype, current[0].patient_id, rid)
+            elif principal is not None and rtype and not policy.can(principal, Action.HISTORY, rtype):
+                self.authorize(conn, principal, Action.HISTORY, rtype, None)
+            items = self.store.history(conn, rtype, rid, count=count, offset=offset)
+            total = self.store.history_count(conn, rtype, rid)
+            visible = self._visible(conn, principal, Action.HISTORY, items)
+            self._audit_access(conn, principal, Action.HISTORY, visible, detail="history")
+            return visible, total
+
+    # --- search -----------------------------------------------------------------------------------
+
+    def search(self, principal: Principal | None, rtype: str, params: list[tuple[str, str]]) -> search.SearchResult:
+        self._known(rtype)
+        q = search.parse(rtype, params)
+        with self.db.begin() as conn:
+            if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
+                self.authorize(conn, principal, Action.SEARCH, rtype, None)
+            result = search.run(conn, self.store, q)
+            result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
+            result.included = self._visible(conn, principal, Action.READ, result.included)
+            self._audit_access(conn, principal, Action.SEARCH, [*result.matches, *result.included],
+                               detail=f"{rtype} search")
+            return result
+
+    def everything(self, principal: Principal | None, patient_id: str) -> list[Stored]:
+        with self.db.begin() as conn:
+            patient = self.store.read(conn, "Patient", patient_id)
+            self.authorize(conn, principal, Action.READ, "Patient", patient.patient_id or patient_id, patient_id)
+            items = search.everything(conn, self.store, patient_id)
+            visible = self._visible(conn, principal, Action.READ, items)
+            self.audit(conn, principal, Action.READ, resource_type="Patient", resource_id=patient_id,
+                       patient_id=patient_id, detail=f"$everything: {len(visible)} resources")
+            return visible
+
+    # --- bundles ----------------------------------------------------------------------------------
+
+    def _bundle_authorizer(self, conn: Connection, principal: Principal | None) -> bundles.Authorize:
+        def check(action: str, rtype: str, patient_id: str | None, rid: str | None) -> None:
+            self.authorize(conn, principal, Action(action), rtype, patient_id, rid)
+        return check
+
+    def _transaction(self, conn: Connection, principal: Principal | None, bundle: Any) -> tuple[dict[str, Any], list[WriteResult]]:
+        resp, written = bundles.transaction(conn, self.store, bundle,
+                                            author=principal.user_id if principal else None,
+                                            authorize=self._bundle_authorizer(conn, principal))
+        for res in written:
+            self.audit(conn, principal, Action.DELETE if res.outcome == "deleted" else
+                       (Action.CREATE if res.version_id == 1 else Action.UPDATE),
+                       resource_type=res.resource_type, resource_id=res.id, patient_id=res.patient_id,
+                       detail=f"transaction; version {res.version_id}")
+        return resp, written
+
+    def transaction(self, principal: Principal | None, bundle: Any) -> dict[str, Any]:
+        with self.db.begin() as conn:
+            return self._transaction(conn, principal, bundle)[0]
+
+    def batch(self, principal: Principal | None, bundle: Any) -> dict[str, Any]:
+        with self.db.begin() as conn:
+            def read(rtype: str, rid: str) -> Stored:
+                self._known(rtype)
+                s = self.store.read(conn, rtype, rid)
+                self.authorize(conn, principal, Action.READ, rtype, s.patient_id, rid)
+                self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
+                           patient_id=s.patient_id, detail="batch")
+                return s
+
+            def run_search(rtype: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+                self._known(rtype)
+                q = search.parse(rtype, params)
+                if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
+                    self.authorize(conn, principal, Action.SEARCH, rtype, None)
+                result = search.run(conn, self.store, q)
+                result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
+                self._audit_access(conn, principal, Action.SEARCH, result.matches, detail="batch search")
+                return {"resourceType": "Bundle", "type": "searchset", "total": result.total,
+                        "entry": [{"resource": m.resource()} for m in result.matches]}
+
+            resp, written = bundles.batch(conn, self.store, bundle,
+                                          author=principal.user_id if principal else None,
+                                          authorize=self._bundle_authorizer(conn, principal),
+                                          read=read, run_search=run_search)
+            for res in written:
+                self.audit(conn, principal, Action.CREATE if res.version_id == 1 else Action.UPDATE,
+                           resource_type=res.resource_type, resource_id=res.id, patient_id=res.patient_id,
+                           detail="batch")
+            return resp
+
+    # --- bulk import ------------------------------------------------------------------------------
+
+    def ingest(self, conn: Connection, principal: Principal, resources: Sequence[dict[str, Any]], *,
+               validated: bool = False, source: str | None = None) -> IngestStats:
+        """Import planned resources (ids kept) in the caller's transaction: policy per type and
+        patient, one audit entry per patient touched."""
+        pairs = {(r["resourceType"], sp.patient_of(r)) for r in resources}
+        for rtype, pid in sorted(pairs, key=lambda x: (x[0], x[1] or "")):
+            self.authorize(conn, principal, Action.CREATE, rtype, pid)
+        results, stats = self.store.ingest(conn, resources, author=principal.user_id, validated=validated)
+        changed: dict[str | None, int] = {}
+        for res in results:
+            if res.outcome != "unchanged":
+                changed[res.patient_id] = changed.get(res.patient_id, 0) + 1
+        for pid, n in changed.items():
+            self.audit(conn, principal, "import", patient_id=pid,
+                       detail=f"{n} resources written" + (f" from {source}" if source else ""))
+        return stats
+
+    @staticmethod
+    def _known(rtype: str) -> None:
+        if rtype not in sp.PARAMS:
+            raise FhirError(404, f"Resource type {rtype[:64]} is not supported by this server.",
+                            code="not-supported")

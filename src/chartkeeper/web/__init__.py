@@ -1,0 +1,1 @@
+"""The web interface: the app factory, the technicians' pages and the REST routers."""

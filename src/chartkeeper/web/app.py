@@ -1,0 +1,77 @@
+"""Application factory: one FastAPI app serving the FHIR API, the JSON API and the web pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chartkeeper import __version__
+from chartkeeper.config import Settings, get_settings
+from chartkeeper.db import Database
+from chartkeeper.fhir.api import FHIR_JSON, fhir_error_response
+from chartkeeper.fhir.api import router as fhir_router
+from chartkeeper.fhir.errors import FhirError, Issue
+from chartkeeper.fhir.service import RecordService
+from chartkeeper.web import pages
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    app = FastAPI(title="Chartkeeper", version=__version__,
+                  description="Health information management: the versioned FHIR R4 patient record and "
+                              "the HIM work around it.")
+    app.state.settings = settings
+    app.state.db = db
+    app.state.records = RecordService(db)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            err = FhirError(413, f"The request body is larger than {settings.max_body_bytes} bytes.",
+                            code="too-costly")
+            if request.url.path.startswith("/fhir"):
+                return fhir_error_response(err)
+            return JSONResponse({"detail": err.message}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(FhirError)
+    async def _fhir_error(request: Request, exc: FhirError) -> Response:
+        page = pages.error_page(request, exc.status, exc.message)  # HTML pages answer in HTML
+        return page if page is not None else fhir_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        page = pages.error_page(request, exc.status_code, exc.detail)  # None for /fhir, /api, HTMX, JSON
+        if page is not None:
+            return page
+        if request.url.path.startswith("/fhir"):
+            code = {401: "login", 403: "forbidden", 404: "not-found",
+                    405: "not-supported"}.get(exc.status_code, "processing")
+            resp = JSONResponse({"resourceType": "OperationOutcome",
+                                 "issue": [Issue(str(exc.detail), code=code).as_fhir()]},
+                                status_code=exc.status_code, media_type=FHIR_JSON)
+        else:
+            resp = JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            issues.append(Issue(f"{loc}: {e.get('msg')}", code="invalid", path=loc))
+        if request.url.path.startswith("/fhir"):
+            return fhir_error_response(FhirError(400, issues=issues))
+        return JSONResponse({"detail": [i.message for i in issues]}, status_code=400)
+
+    app.include_router(fhir_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    return app
