@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from chartkeeper.fhir import bundles
-from chartkeeper.fhir.errors import FhirError
-from chartkeeper.fhir.store import FhirStore
+from chartkeeper.fhir.store import Prepared, prepare
 
 if TYPE_CHECKING:
     from chartkeeper.fhir.service import RecordService
@@ -159,50 +160,70 @@ def _rtype(entry: Any) -> str | None:
     return None
 
 
+def prepare_file(path: Path) -> tuple[list[Prepared], list[Reject]]:
+    """Read, plan, validate and prepare one file: the CPU-heavy half of an import, run in workers."""
+    from chartkeeper.fhir.validation import validate
+
+    ready: list[Prepared] = []
+    rejects: list[Reject] = []
+    for idx, res, reason in read_file(path):
+        if reason is not None:
+            rejects.append(Reject(str(path), idx, reason, res if isinstance(res, str) else None))
+            continue
+        issues = validate(res)
+        if issues:
+            msg = "; ".join(i.message if i.path and i.path in i.message else f"{i.path}: {i.message}"
+                            for i in issues[:5])
+            rejects.append(Reject(str(path), idx, msg, res.get("resourceType")))
+            continue
+        ready.append(prepare(res, res["id"]))
+    return ready, rejects
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
 def run_import(records: RecordService, principal: Principal, paths: list[Path], *,
-               progress: Callable[[int, int, str], None] | None = None) -> ImportReport:
-    """Import files; ``progress(done_files, total_files, name)`` is called after each file."""
+               progress: Callable[[int, int, str], None] | None = None,
+               workers: int | None = None) -> ImportReport:
+    """Import files; ``progress(done_files, total_files, name)`` is called after each file.
+
+    Worker processes read, validate and prepare files while this process writes to the database
+    in chunks (one transaction each). ``workers=0`` does everything in this process.
+    """
     files = find_files(paths)
     report = ImportReport()
-    store: FhirStore = records.store
-    pending: list[dict[str, Any]] = []
+    pending: list[Prepared] = []
+    n_workers = default_workers() if workers is None else workers
 
     def flush() -> None:
         if not pending:
             return
         with records.db.begin() as conn:
-            try:
-                stats = records.ingest(conn, principal, pending, validated=True)
-            except FhirError as err:
-                # Policy refused the chunk: reject every resource of it with the reason.
-                for r in pending:
-                    report.rejects.append(Reject("(chunk)", None, err.message, r.get("resourceType")))
-                pending.clear()
-                raise
+            stats = records.ingest(conn, principal, pending, validated=True)
         report.created.update(stats.created)
         report.updated.update(stats.updated)
         report.unchanged.update(stats.unchanged)
         pending.clear()
 
-    for n, path in enumerate(files, 1):
-        report.files += 1
-        for idx, res, reason in read_file(path):
-            if reason is not None:
-                rtype = res if isinstance(res, str) else None
-                report.rejects.append(Reject(str(path), idx, reason, rtype))
-                continue
-            issues = store.check(res)
-            if issues:
-                msg = "; ".join(f"{i.path}: {i.message}" if i.path and i.path not in i.message else i.message
-                                for i in issues[:5])
-                report.rejects.append(Reject(str(path), idx, msg, res.get("resourceType")))
-                continue
-            pending.append(res)
-        if len(pending) >= CHUNK:
-            flush()
-        if progress:
-            progress(n, len(files), path.name)
-    flush()
+    def consume(results: Iterator[tuple[list[Prepared], list[Reject]]]) -> None:
+        for n, (ready, rejects) in enumerate(results, 1):
+            report.files += 1
+            report.rejects.extend(rejects)
+            pending.extend(ready)
+            if len(pending) >= CHUNK:
+                flush()
+            if progress:
+                progress(n, len(files), files[n - 1].name)
+        flush()
+
+    if n_workers and len(files) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(n_workers) as pool:
+            consume(pool.imap(prepare_file, files, chunksize=1))
+    else:
+        consume(prepare_file(f) for f in files)
     return report
 
 

@@ -20,7 +20,7 @@ from chartkeeper.db import Database
 from chartkeeper.fhir import bundles, search
 from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError
-from chartkeeper.fhir.store import FhirStore, IngestStats, Stored, WriteResult
+from chartkeeper.fhir.store import FhirStore, IngestStats, Prepared, Stored, WriteResult
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action, Denied
 from chartkeeper.security.principal import Principal
@@ -280,11 +280,12 @@ class RecordService:
 
     # --- bulk import ------------------------------------------------------------------------------
 
-    def ingest(self, conn: Connection, principal: Principal, resources: Sequence[dict[str, Any]], *,
+    def ingest(self, conn: Connection, principal: Principal, resources: Sequence[dict[str, Any] | Prepared], *,
                validated: bool = False, source: str | None = None) -> IngestStats:
         """Import planned resources (ids kept) in the caller's transaction: policy per type and
         patient, one audit entry per patient touched."""
-        pairs = {(r["resourceType"], sp.patient_of(r)) for r in resources}
+        pairs = {(r.rtype, r.patient_id) if isinstance(r, Prepared) else (r["resourceType"], sp.patient_of(r))
+                 for r in resources}
         for rtype, pid in sorted(pairs, key=lambda x: (x[0], x[1] or "")):
             self.authorize(conn, principal, Action.CREATE, rtype, pid)
         results, stats = self.store.ingest(conn, resources, author=principal.user_id, validated=validated)

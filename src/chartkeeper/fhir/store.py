@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.fhir import searchparams
@@ -108,15 +108,41 @@ class WriteResult:
         return orjson.loads(self.content) if self.content else None
 
 
-@dataclass
-class _Prepared:
-    resource: dict[str, Any]
+_VID = "\x00vid"
+_STAMP = "\x00stamp"
+_VID_JSON = orjson.dumps(_VID)
+_STAMP_JSON = orjson.dumps(_STAMP)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A resource ready to store: its JSON with placeholders for the version id and timestamp, its
+    digest, its patient and its index rows. Built by :func:`prepare` (in import worker processes too)."""
+
     rtype: str
     rid: str
+    body: bytes
     digest: str
     patient_id: str | None
-    expected_version: int | None  # for If-Match
     index: searchparams.IndexRows
+    expected_version: int | None = None  # for If-Match
+
+    def content(self, vid: int, stamp: str) -> str:
+        return self.body.replace(_VID_JSON, orjson.dumps(str(vid)), 1).replace(
+            _STAMP_JSON, orjson.dumps(stamp), 1).decode()
+
+
+def prepare(resource: dict[str, Any], rid: str, expected: int | None = None) -> Prepared:
+    """Everything a write needs that does not depend on the database (pure; no validation)."""
+    rtype = resource["resourceType"]
+    resource["id"] = rid
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = _VID
+    meta["lastUpdated"] = _STAMP
+    body = {"resourceType": rtype, "id": rid, "meta": meta}
+    body.update((k, v) for k, v in resource.items() if k not in body)
+    return Prepared(rtype, rid, orjson.dumps(body), content_hash(resource), searchparams.patient_of(resource),
+                    searchparams.extract(resource), expected)
 
 
 @dataclass
@@ -130,6 +156,17 @@ class IngestStats:
                              (self.unchanged, other.unchanged)):
             for k, v in theirs.items():
                 mine[k] += v
+
+
+def by_type(keys: Iterable[tuple[str, str]], size: int = 900) -> Iterator[tuple[str, list[str]]]:
+    """Group (type, id) keys by type in chunks, for ``type = ? AND id IN (...)`` queries that use
+    the primary key on every backend."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for t, i in keys:
+        groups[t].append(i)
+    for t, ids in groups.items():
+        for n in range(0, len(ids), size):
+            yield t, ids[n:n + size]
 
 
 def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -172,15 +209,12 @@ class FhirStore:
         return [Issue(i.message, code=i.code, path=i.path) for i in validate(resource)]
 
     def _prepare(self, resource: dict[str, Any], rid: str, expected: int | None,
-                 validated: bool) -> _Prepared:
+                 validated: bool) -> Prepared:
         if self._validate and not validated:
             issues = self.check(resource)
             if issues:
                 raise FhirError(422, issues=issues)
-        rtype = resource["resourceType"]
-        resource["id"] = rid
-        return _Prepared(resource, rtype, rid, content_hash(resource), searchparams.patient_of(resource),
-                         expected, searchparams.extract(resource))
+        return prepare(resource, rid, expected)
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -218,19 +252,19 @@ class FhirStore:
     def read_many(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> list[Stored]:
         """Current versions of many resources in one query (missing or deleted ones are left out)."""
         keys = list(dict.fromkeys(keys))
-        out: list[Stored] = []
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
+        found: dict[tuple[str, str], Stored] = {}
+        for rtype, ids in by_type(keys):
             rows = conn.execute(
                 select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id,
                        V.c.content)
                 .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
                                             V.c.version_id == R.c.version_id)))
-                .where(tuple_(R.c.resource_type, R.c.id).in_(chunk), R.c.deleted.is_(False))
+                .where(R.c.resource_type == rtype, R.c.id.in_(ids), R.c.deleted.is_(False))
             )
-            out.extend(Stored(r.resource_type, r.id, r.version_id, r.last_updated, False, r.content,
-                              r.patient_id) for r in rows)
-        return out
+            for r in rows:
+                found[(r.resource_type, r.id)] = Stored(r.resource_type, r.id, r.version_id, r.last_updated, False,
+                                                        r.content, r.patient_id)
+        return [found[k] for k in keys if k in found]
 
     def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
                 since: datetime | None = None, count: int = 100, offset: int = 0) -> list[Stored]:
@@ -277,11 +311,13 @@ class FhirStore:
             raise FhirError(400, f"The body's id must equal the id in the URL ({rid}).", code="invalid")
         return self.write_many(conn, [(resource, rid, if_match)], author=author, mode="update")[0]
 
-    def ingest(self, conn: Connection, resources: Sequence[dict[str, Any]], *, author: str | None,
-               validated: bool = False) -> tuple[list[WriteResult], IngestStats]:
-        """Bulk upsert keeping the resources' own ids; an unchanged resource adds no version."""
-        results = self.write_many(conn, [(r, r["id"], None) for r in resources], author=author,
-                                  mode="upsert", validated=validated)
+    def ingest(self, conn: Connection, resources: Sequence[dict[str, Any] | Prepared], *,
+               author: str | None, validated: bool = False) -> tuple[list[WriteResult], IngestStats]:
+        """Bulk upsert keeping the resources' own ids; an unchanged resource adds no version.
+        Items may come already prepared (and validated) by import workers."""
+        prepared = [r if isinstance(r, Prepared) else self._prepare(r, r["id"], None, validated)
+                    for r in resources]
+        results = self.write_prepared(conn, prepared, author=author, mode="upsert")
         stats = IngestStats()
         for res in results:
             getattr(stats, res.outcome)[res.resource_type] += 1
@@ -312,36 +348,39 @@ class FhirStore:
     def write_many(self, conn: Connection, items: Sequence[tuple[dict[str, Any], str, int | None]], *,
                    author: str | None, mode: str, validated: bool = False) -> list[WriteResult]:
         """The one write path. ``mode``: create (id must be new), update (PUT), upsert (import)."""
-        prepared = [self._prepare(res, rid, exp, validated) for res, rid, exp in items]
+        return self.write_prepared(conn, [self._prepare(res, rid, exp, validated) for res, rid, exp in items],
+                                   author=author, mode=mode)
+
+    def write_prepared(self, conn: Connection, prepared: Sequence[Prepared], *, author: str | None,
+                       mode: str) -> list[WriteResult]:
         now = datetime.now(UTC)
         stamp = fhir_instant(now)
 
         # Current state of every resource touched, in one query per 500 keys.
         keys = list(dict.fromkeys((p.rtype, p.rid) for p in prepared))
         current: dict[tuple[str, str], Any] = {}
-        for i in range(0, len(keys), 500):
+        for rtype, ids in by_type(keys):
             for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
                                            R.c.content_hash)
-                                    .where(tuple_(R.c.resource_type, R.c.id).in_(keys[i:i + 500]))):
+                                    .where(R.c.resource_type == rtype, R.c.id.in_(ids))):
                 current[(row.resource_type, row.id)] = row
 
         # In an import, a state the resource already had (any version) is not added again: the same
         # Organization posted by many bundles in slightly different forms must not flip-flop.
         seen_states: set[tuple[str, str, str]] = set()
         if mode == "upsert" and current:
-            moved_keys = list(current)
-            for i in range(0, len(moved_keys), 500):
+            for rtype, ids in by_type(list(current)):
                 for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
-                                        .where(tuple_(V.c.resource_type, V.c.id).in_(moved_keys[i:i + 500]))):
+                                        .where(V.c.resource_type == rtype, V.c.id.in_(ids))):
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
         results: list[WriteResult] = []
         db_now = _db_value(conn, R.c.last_updated, now)
         new_rows: list[tuple[Any, ...]] = []
-        moved: list[tuple[_Prepared, int, int]] = []  # (item, old version, new version)
+        moved: list[tuple[Prepared, int, int]] = []  # (item, old version, new version)
         versions: list[tuple[Any, ...]] = []
-        reindex: list[_Prepared] = []
+        reindex: list[Prepared] = []
         state: dict[tuple[str, str], tuple[int, str | None, bool]] = {
             k: (r.version_id, r.content_hash, r.deleted) for k, r in current.items()}
         pending_new: set[tuple[str, str]] = set()
@@ -361,12 +400,7 @@ class FhirStore:
                 results.append(WriteResult(p.rtype, p.rid, have[0], "unchanged"))
                 continue
             vid = 1 if have is None else have[0] + 1
-            meta = dict(p.resource.get("meta") or {})
-            meta["versionId"] = str(vid)
-            meta["lastUpdated"] = stamp
-            body = {"resourceType": p.rtype, "id": p.rid, "meta": meta}
-            body.update((k, v) for k, v in p.resource.items() if k not in body)
-            content = orjson.dumps(body).decode()
+            content = p.content(vid, stamp)
             if have is None:
                 pending_new.add(key)
                 new_rows.append((p.rtype, p.rid, vid, db_now, False, p.patient_id, p.digest))
@@ -412,7 +446,7 @@ class FhirStore:
         self._reindex(conn, reindex, [m[0] for m in moved])
         return results
 
-    def _reindex(self, conn: Connection, items: list[_Prepared], replaced: list[_Prepared]) -> None:
+    def _reindex(self, conn: Connection, items: list[Prepared], replaced: list[Prepared]) -> None:
         if not items:
             return
         if replaced:
