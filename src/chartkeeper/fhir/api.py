@@ -39,7 +39,7 @@ def service(request: Request) -> RecordService:
     return request.app.state.records  # type: ignore[no-any-return]
 
 
-async def principal(request: Request) -> Principal | None:
+def principal(request: Request) -> Principal | None:
     if not request.app.state.settings.auth_enabled:
         return None
     from chartkeeper.security.deps import principal_from_request

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, false, f
 
 from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError
-from chartkeeper.fhir.store import IDX_DATE, IDX_REF, IDX_STRING, IDX_TOKEN, R, V, FhirStore, Stored
+from chartkeeper.fhir.store import IDX_DATE, IDX_REF, IDX_STRING, IDX_TOKEN, FhirStore, R, Stored, V
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
@@ -136,6 +136,12 @@ def _date_cond(low: Any, high: Any, prefix: str, lo: Any, hi: Any) -> ColumnElem
     return high < lo  # eb
 
 
+def _ids(t: Any, rtype: str, param: str, cond: ColumnElement[bool]) -> Select[Any]:
+    """Ids of resources with a matching index row: evaluated once through the lookup index, then
+    joined to the resources by primary key (not a correlated EXISTS per resource)."""
+    return select(t.c.resource_id).where(t.c.resource_type == rtype, t.c.param == param, cond)
+
+
 def _condition(rtype: str, name: str, modifier: str | None, value: str) -> ColumnElement[bool]:
     values = value.split(",")
     if name == "_id":
@@ -169,8 +175,8 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(and_(*c))
             else:
                 ors.append(t.c.code == v)
-        sub = exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
-        return ~sub if modifier == "not" else sub
+        sub = _ids(t, rtype, stored, or_(*ors))
+        return R.c.id.not_in(sub) if modifier == "not" else R.c.id.in_(sub)
     if p.kind == sp.STRING:
         t = IDX_STRING
         ors = []
@@ -182,11 +188,11 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(t.c.value.contains(n, autoescape=True))
             else:
                 ors.append(t.c.value.startswith(n, autoescape=True))
-        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
+        return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
     if p.kind == sp.DATE:
         t = IDX_DATE
         ors = [_date_cond(t.c.low, t.c.high, *_date_bounds(name, v)) for v in values]
-        return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
+        return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
     # reference
     t = IDX_REF
     ors = []
@@ -200,7 +206,7 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
             ors.append(and_(t.c.target_type == "Patient", t.c.target_id == v))
         else:
             ors.append(t.c.target_id == v)
-    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == stored, or_(*ors))
+    return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
 
 
 def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:

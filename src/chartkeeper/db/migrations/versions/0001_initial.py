@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 18:05:29.706168
+Create Date: 2026-11-22 18:17:12.231235
 """
 
 from alembic import op
@@ -37,7 +37,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit_log",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("user_id", sa.String(length=128), nullable=True),
         sa.Column("username", sa.String(length=128), nullable=True),
@@ -50,14 +51,22 @@ def upgrade() -> None:
         sa.Column("purpose", sa.String(length=1000), nullable=True),
         sa.Column("detail", sa.String(length=1000), nullable=True),
         sa.Column("client_address", sa.String(length=64), nullable=True),
-        sa.Column("prev_hash", sa.String(length=64), nullable=False),
-        sa.Column("hash", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_log")),
+        sa.Column("prev_hash", sa.String(length=64), nullable=True),
+        sa.Column("hash", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+        sa.UniqueConstraint("seq", name=op.f("uq_audit_log_seq")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index("ix_audit_log_action_at", ["action", "at"], unique=False)
         batch_op.create_index("ix_audit_log_at", ["at"], unique=False)
         batch_op.create_index("ix_audit_log_patient_at", ["patient_id", "at"], unique=False)
+        batch_op.create_index(
+            "ix_audit_log_unsealed",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text("seq IS NULL"),
+            sqlite_where=sa.text("seq IS NULL"),
+        )
         batch_op.create_index("ix_audit_log_user_at", ["user_id", "at"], unique=False)
 
     op.create_table(
@@ -86,9 +95,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fhir_idx_reference", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_fhir_idx_reference_lookup",
-            ["resource_type", "param", "target_id", "target_type"],
-            unique=False,
+            "ix_fhir_idx_reference_lookup", ["resource_type", "param", "target_id", "target_type"], unique=False
         )
         batch_op.create_index("ix_fhir_idx_reference_res", ["resource_type", "resource_id"], unique=False)
         batch_op.create_index("ix_fhir_idx_reference_target", ["target_type", "target_id"], unique=False)
@@ -117,9 +124,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_idx_token")),
     )
     with op.batch_alter_table("fhir_idx_token", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_fhir_idx_token_lookup", ["resource_type", "param", "code", "system"], unique=False
-        )
+        batch_op.create_index("ix_fhir_idx_token_lookup", ["resource_type", "param", "code", "system"], unique=False)
         batch_op.create_index("ix_fhir_idx_token_res", ["resource_type", "resource_id"], unique=False)
 
     op.create_table(
@@ -135,9 +140,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("fhir_resource", schema=None) as batch_op:
         batch_op.create_index("ix_fhir_resource_patient", ["patient_id", "resource_type"], unique=False)
-        batch_op.create_index(
-            "ix_fhir_resource_type_updated", ["resource_type", "last_updated"], unique=False
-        )
+        batch_op.create_index("ix_fhir_resource_type_updated", ["resource_type", "last_updated"], unique=False)
 
     op.create_table(
         "fhir_resource_version",
@@ -149,6 +152,7 @@ def upgrade() -> None:
         sa.Column("method", sa.String(length=8), nullable=False),
         sa.Column("author", sa.String(length=128), nullable=True),
         sa.Column("content", sa.Text(), nullable=True),
+        sa.Column("content_hash", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("resource_type", "id", "version_id", name=op.f("pk_fhir_resource_version")),
     )
     with op.batch_alter_table("fhir_resource_version", schema=None) as batch_op:
@@ -303,6 +307,7 @@ def downgrade() -> None:
     op.drop_table("fhir_idx_date")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_user_at")
+        batch_op.drop_index("ix_audit_log_unsealed", postgresql_where=sa.text("seq IS NULL"), sqlite_where=sa.text("seq IS NULL"))
         batch_op.drop_index("ix_audit_log_patient_at")
         batch_op.drop_index("ix_audit_log_at")
         batch_op.drop_index("ix_audit_log_action_at")

@@ -1,0 +1,72 @@
+"""Who is acting: the authenticated user (or a named system job) with their roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+ROLES = (
+    "him_technician",
+    "coder",
+    "registrar",
+    "release_specialist",
+    "physician",
+    "privacy_officer",
+    "admin",
+)
+# Not assignable to users: only system jobs (CLI import, demo generator) act with it.
+SYSTEM_ROLE = "system"
+
+ROLE_LABELS = {
+    "him_technician": "HIM technician",
+    "coder": "Coder",
+    "registrar": "Cancer registrar",
+    "release_specialist": "Release-of-information specialist",
+    "physician": "Physician",
+    "privacy_officer": "Privacy officer",
+    "admin": "Administrator",
+    SYSTEM_ROLE: "System job",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    username: str
+    roles: frozenset[str]
+    display_name: str = ""
+    client_address: str | None = None
+
+    @staticmethod
+    def system(name: str) -> Principal:
+        """A system job (CLI import, demo generator): reads and writes every type, always audited."""
+        return Principal(
+            user_id=f"system:{name}",
+            username=f"system:{name}",
+            roles=frozenset({SYSTEM_ROLE}),
+            display_name=f"System job {name}",
+        )
+
+    @property
+    def is_system(self) -> bool:
+        return SYSTEM_ROLE in self.roles
+
+    @property
+    def roles_text(self) -> str:
+        """Roles as stored in the audit log: sorted, space-separated."""
+        return " ".join(sorted(self.roles))
+
+    def with_address(self, client_address: str | None) -> Principal:
+        return replace(self, client_address=client_address)
+
+
+def normalize_roles(roles: object) -> frozenset[str]:
+    """Validate user-assignable roles; raises ValueError naming the unknown role and the choices."""
+    if isinstance(roles, str):
+        roles = [roles]
+    out: set[str] = set()
+    for r in roles:  # type: ignore[attr-defined]
+        name = str(r).strip().lower()
+        if name not in ROLES:
+            raise ValueError(f"Unknown role {r!r}: choose from {', '.join(ROLES)}.")
+        out.add(name)
+    return frozenset(out)

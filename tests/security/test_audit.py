@@ -1,0 +1,581 @@
+"""The hash-chained audit trail: appends, verification, tamper detection, concurrency, AuditEvent."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sec_helpers import PASSWORD, SYSTEM
+from sqlalchemy import Connection, text
+
+from chartkeeper.db import Database
+from chartkeeper.db.base import utcnow
+from chartkeeper.security import audit, policy, users
+from chartkeeper.security.audit import AuditWriteError
+from chartkeeper.security.policy import Action, Denied
+from chartkeeper.security.principal import ROLES, Principal
+
+DOC = Principal("u-doc", "drdoe", frozenset({"physician"}), "Dr Doe", "10.0.0.5")
+
+
+def _append(db: Database, n: int, start: int = 0) -> None:
+    with db.begin() as conn:
+        for i in range(start, start + n):
+            audit.record(
+                conn,
+                DOC,
+                "read",
+                "success",
+                resource_type="Observation",
+                resource_id=f"obs-{i}",
+                patient_id=f"pt-{i % 7}",
+                purpose="treatment" if i % 3 else None,
+                detail=f"entry {i} é ✓",
+            )
+    audit.seal_all(db.engine)  # PostgreSQL: into the chain now, so tests can address entries by seq
+
+
+def _sql(db: Database, sql: str, **params: Any) -> None:
+    with db.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def _row(conn: Connection, seq: int) -> audit.AuditEntry:
+    e = audit.get_by_seq(conn, seq)
+    assert e is not None
+    return e
+
+
+def _changed(old: str | None) -> str:
+    """A different value of the same length (column limits hold on PostgreSQL)."""
+    if not old:
+        return "x"
+    return old[:-1] + ("0" if old[-1] != "0" else "1")
+
+
+def _verify(db: Database) -> audit.VerifyResult:
+    audit.seal_all(db.engine)  # PostgreSQL: link what was committed into the chain (no-op on SQLite)
+    with db.read() as conn:
+        res = audit.verify(conn, key="")
+    assert res.unsealed == 0 or not res.ok
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# appending and reading
+
+
+def test_many_appends_verify(db: Database) -> None:
+    _append(db, 300)
+    for k in range(5):
+        _append(db, 20, start=300 + 20 * k)
+        _verify(db)
+    res = _verify(db)
+    assert res.ok and res.checked == 400 and res.head_seq == 400 and res.first_bad_seq is None
+    with db.read() as conn:
+        assert audit.verify(conn, key="", batch=7).ok  # batches do not matter
+        first = _row(conn, 1)
+        assert first.prev_hash == audit.GENESIS
+        assert _row(conn, 2).prev_hash == first.hash
+        assert audit.head(conn) == (400, _row(conn, 400).hash)
+
+
+def test_empty_log_verifies(db: Database) -> None:
+    res = _verify(db)
+    assert res.ok and res.checked == 0
+
+
+def test_entry_fields_and_query_filters(db: Database) -> None:
+    t0 = utcnow()
+    other = Principal("u-2", "cody", frozenset({"coder", "registrar"}))
+    with db.begin() as conn:
+        i1 = audit.record(conn, DOC, "read", "success", resource_type="Patient", resource_id="p1", patient_id="p1")
+        i2 = audit.record(
+            conn,
+            other,
+            "search",
+            "success",
+            resource_type="Encounter",
+            patient_id="p2",
+            client_address="192.0.2.1",
+            purpose="coding",
+        )
+        i3 = audit.record(conn, other, "export", "success", patient_id="p1", at=t0 + timedelta(hours=2))
+    assert i1 < i2 < i3
+    with db.read() as conn:
+        e = audit.get(conn, i2)
+        assert e is not None
+        assert (e.user_id, e.username, e.roles, e.action, e.outcome) == (
+            "u-2",
+            "cody",
+            "coder registrar",
+            "search",
+            "success",
+        )
+        assert (e.patient_id, e.resource_type, e.client_address, e.purpose) == ("p2", "Encounter", "192.0.2.1", "coding")
+        assert e.at.tzinfo is not None and abs(e.at - t0) < timedelta(minutes=1)
+        assert audit.get(conn, i1).client_address == "10.0.0.5"  # type: ignore[union-attr]
+        assert [x.id for x in audit.query(conn, patient_id="p1")] == [i3, i1]
+        assert [x.id for x in audit.query(conn, user_id="u-2", newest_first=False)] == [i2, i3]
+        assert [x.id for x in audit.query(conn, action="export")] == [i3]
+        assert [x.id for x in audit.query(conn, since=t0 + timedelta(hours=1))] == [i3]
+        assert [x.id for x in audit.query(conn, until=t0 + timedelta(hours=1))] == [i2, i1]
+        assert [x.id for x in audit.query(conn, limit=1, offset=1)] == [i2]
+
+
+def test_entries_are_sealed_into_the_chain_soon_after_commit(db: Database) -> None:
+    """SQLite links at once; PostgreSQL seals from the request path within about SEAL_INTERVAL."""
+    import time
+
+    for i in range(15):
+        with db.begin() as conn:
+            audit.record(conn, DOC, "read", "success", resource_id=f"r{i}")
+    deadline = time.monotonic() + 5
+    while True:
+        with db.read() as conn:
+            left = audit.unsealed_count(conn)
+        if left == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert left == 0
+    with db.read() as conn:
+        res = audit.verify(conn, key="")
+        entries = audit.query(conn, newest_first=False, limit=100)
+    assert res.ok and res.checked == 15
+    assert [e.seq for e in entries] == list(range(1, 16))  # one writer: chain order is commit order
+
+
+def test_entries_are_truncated_and_cleaned_not_refused(db: Database) -> None:
+    with db.begin() as conn:
+        audit.record(conn, DOC, "read", "success", detail="x" * 5000 + "\x00", resource_id="r" * 100)
+    with db.read() as conn:
+        e = _row(conn, 1)
+        assert len(e.detail or "") == 1000 and len(e.resource_id or "") == 64
+        assert audit.verify(conn).ok
+
+
+def test_a_failing_audit_write_fails_the_request(db: Database) -> None:
+    _sql(db, "alter table audit_log rename to audit_log_away")
+    try:
+        with pytest.raises(AuditWriteError, match="could not be written"):
+            with db.begin() as conn:
+                users.create_user(conn, "dana", PASSWORD, ["coder"], actor=SYSTEM)
+    finally:
+        _sql(db, "alter table audit_log_away rename to audit_log")
+    with db.read() as conn:
+        assert users.find_user(conn, "dana") is None  # the data went with its audit entry
+    with pytest.raises(ValueError, match="outcome"):
+        with db.begin() as conn:
+            audit.record(conn, DOC, "read", "maybe")
+
+
+def test_audit_needs_a_write_transaction_on_sqlite(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("read-only transactions are a SQLite notion here")
+    with pytest.raises(AuditWriteError, match="write transaction"):
+        with db.read() as conn:
+            audit.record(conn, DOC, "read", "success")
+
+
+# ---------------------------------------------------------------------------------------------
+# tampering directly with SQL
+
+
+def test_altered_field_is_named(db: Database) -> None:
+    _append(db, 50)
+    _sql(db, "update audit_log set patient_id = 'pt-other' where seq = 17")
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 17 and res.problem == "entry 17 was altered"
+    assert res.checked == 16
+
+
+@pytest.mark.parametrize("column", ["at", "user_id", "roles", "action", "outcome", "detail", "hash", "prev_hash"])
+def test_every_column_is_covered(db: Database, column: str) -> None:
+    _append(db, 10)
+    with db.read() as conn:
+        e = _row(conn, 4)
+    new: Any = e.at + timedelta(seconds=1) if column == "at" else _changed(getattr(e, column))
+    if column == "id":
+        new = e.id + 1_000_000
+    if column == "outcome":
+        new = "denied"
+    _sql(db, f"update audit_log set {column} = :v where seq = 4", v=new)
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 4 and "altered" in res.problem
+
+
+def test_altered_entry_with_recomputed_hash_is_named(db: Database) -> None:
+    _append(db, 20)
+    with db.read() as conn:
+        e = _row(conn, 8)
+    vals = {name: getattr(e, name) for name in audit.HASHED_FIELDS}
+    vals["detail"] = "nothing to see"
+    _sql(
+        db,
+        "update audit_log set detail = :d, hash = :h where seq = 8",
+        d="nothing to see",
+        h=audit.entry_hash(vals),
+    )
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 8 and res.problem == "entry 8 was altered (its hash was recomputed)"
+
+
+def test_altered_last_entry_with_recomputed_hash_is_caught_by_the_head(db: Database) -> None:
+    _append(db, 5)
+    with db.read() as conn:
+        e = _row(conn, 5)
+    vals = {name: getattr(e, name) for name in audit.HASHED_FIELDS}
+    vals["user_id"] = "someone-else"
+    _sql(db, "update audit_log set user_id = 'someone-else', hash = :h where seq = 5", h=audit.entry_hash(vals))
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 5 and "altered" in res.problem
+
+
+def test_deleted_row_is_named(db: Database) -> None:
+    _append(db, 30)
+    _sql(db, "delete from audit_log where seq = 12")
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 12 and res.problem == "entry 12 is missing (deleted)"
+
+
+def test_deleted_first_and_last_rows_are_named(db: Database) -> None:
+    _append(db, 30)
+    _sql(db, "delete from audit_log where seq = 30")
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 30 and res.problem == "entry 30 is missing (deleted)"
+    _sql(db, "delete from audit_log where seq = 1")
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 1 and "missing" in res.problem
+
+
+def test_deleted_row_with_renumbering_is_named(db: Database) -> None:
+    _append(db, 30)
+    _sql(db, "delete from audit_log where seq = 12")
+    _sql(db, "update audit_log set seq = seq + 1000000 where seq > 12")
+    _sql(db, "update audit_log set seq = seq - 1000001 where seq > 1000000")
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 12 and "missing (deleted" in res.problem
+
+
+def _insert(db: Database, seq: int, prev_hash: str, *, good_hash: bool = True, detail: str = "forged") -> None:
+    vals: dict[str, Any] = {
+        "id": 1_000_000_000 + seq,
+        "seq": seq,
+        "at": utcnow(),
+        "user_id": "u-doc",
+        "username": "drdoe",
+        "roles": "physician",
+        "action": "read",
+        "outcome": "success",
+        "resource_type": None,
+        "resource_id": None,
+        "patient_id": None,
+        "purpose": None,
+        "detail": detail,
+        "client_address": None,
+        "prev_hash": prev_hash,
+    }
+    vals["hash"] = audit.entry_hash(vals) if good_hash else "f" * 64
+    cols = ", ".join(vals)
+    binds = ", ".join(f":{c}" for c in vals)
+    with db.begin() as conn:
+        conn.execute(text(f"insert into audit_log ({cols}) values ({binds})"), vals)
+
+
+def test_inserted_row_at_the_end_is_named(db: Database) -> None:
+    _append(db, 10)
+    with db.read() as conn:
+        last = _row(conn, 10)
+    _insert(db, 11, last.hash)  # a perfectly chained entry, but the head does not know it
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 11 and "entry 11 was inserted" in res.problem
+
+
+def test_inserted_row_before_the_start_is_named(db: Database) -> None:
+    _append(db, 10)
+    _insert(db, 0, audit.GENESIS)
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 0 and "inserted" in res.problem
+
+
+@pytest.mark.parametrize("good_hash", [True, False])
+def test_inserted_row_in_the_middle_is_named(db: Database, good_hash: bool) -> None:
+    _append(db, 20)
+    _sql(db, "update audit_log set seq = seq + 1000000 where seq >= 9")
+    _sql(db, "update audit_log set seq = seq - 999999 where seq > 1000000")
+    with db.read() as conn:
+        prev = _row(conn, 8).hash
+    _insert(db, 9, prev, good_hash=good_hash)
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == 9 and "entry 9 was inserted" in res.problem
+
+
+def _swap(db: Database, a: int, b: int) -> None:
+    with db.begin() as conn:
+        conn.execute(text("update audit_log set seq = -7 where seq = :a"), {"a": a})
+        conn.execute(text("update audit_log set seq = :a where seq = :b"), {"a": a, "b": b})
+        conn.execute(text("update audit_log set seq = :b where seq = -7"), {"b": b})
+
+
+@pytest.mark.parametrize(("a", "b"), [(5, 6), (5, 9), (1, 2), (39, 40)])
+def test_swapped_order_is_named(db: Database, a: int, b: int) -> None:
+    _append(db, 40)
+    _swap(db, a, b)
+    res = _verify(db)
+    assert not res.ok and res.first_bad_seq == a
+    assert res.problem == f"entry {a} is out of order (it holds entry {b}: reordered)"
+
+
+def test_signed_head_and_checkpoints(db: Database) -> None:
+    key = "k" * 32
+    audit.set_signing_key(key)
+    try:
+        _append(db, 10)
+        audit.seal_all(db.engine)
+        with db.begin() as conn:
+            assert audit.checkpoint(conn) == 10
+        _append(db, 5, start=10)
+        audit.seal_all(db.engine)
+        with db.read() as conn:
+            res = audit.verify(conn)
+            assert res.ok and res.signed and res.checkpoints == 1
+            assert not audit.verify(conn, key="wrong key").ok
+        # rewrite the chain from entry 3 on, recomputing every hash and the head: only the key tells
+        with db.begin() as conn:
+            rows = sorted(audit.query(conn, limit=100), key=lambda e: e.seq or 0)
+            prev = rows[1].hash
+            for e in rows[2:]:
+                vals = {name: getattr(e, name) for name in audit.HASHED_FIELDS}
+                vals["prev_hash"] = prev
+                if e.seq == 3:
+                    vals["detail"] = "rewritten"
+                prev = audit.entry_hash(vals)
+                conn.execute(
+                    text("update audit_log set detail = :d, prev_hash = :p, hash = :h where seq = :s"),
+                    {"d": vals["detail"], "p": vals["prev_hash"], "h": prev, "s": e.seq},
+                )
+                if e.seq == 10:
+                    conn.execute(text("update audit_checkpoint set hash = :h where seq = 10"), {"h": prev})
+            conn.execute(text("update audit_head set hash = :h"), {"h": prev})
+        with db.read() as conn:
+            assert audit.verify(conn, key="").ok  # without the key the rewrite is consistent
+            res = audit.verify(conn)
+        assert not res.ok and res.first_bad_seq == 10
+        assert res.problem == "the checkpoint at entry 10 has a wrong signature"
+        _sql(db, "delete from audit_checkpoint")
+        with db.read() as conn:
+            res = audit.verify(conn)
+        assert not res.ok and "signature" in res.problem
+    finally:
+        audit.set_signing_key(None)
+
+
+def test_checkpoint_needs_a_key(db: Database) -> None:
+    with pytest.raises(ValueError, match="secret key"):
+        with db.begin() as conn:
+            audit.checkpoint(conn, key="")
+
+
+# ---------------------------------------------------------------------------------------------
+# property: random operations keep a valid chain; a random tamper is always caught
+
+_text = st.text(max_size=40)
+_op = st.one_of(
+    st.tuples(st.just("record"), _text, st.sampled_from(audit.OUTCOMES), st.none() | _text, st.none() | _text),
+    st.tuples(
+        st.just("check"),
+        st.sampled_from([*ROLES, "nobody"]),
+        st.sampled_from(list(Action)),
+        st.sampled_from(["Patient", "Observation", "AuditEvent", "Claim", "UserAccount"]),
+    ),
+    st.tuples(st.just("rollback"), _text),
+)
+_tamper = st.tuples(
+    st.sampled_from(["update", "delete", "insert_end", "insert_start", "swap", "rehash"]),
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0, max_value=10_000),
+    st.sampled_from([*audit.HASHED_FIELDS, "hash"]),
+)
+
+
+def _reset(db: Database) -> None:
+    with db.begin() as conn:
+        for table in ("audit_log", "audit_head", "audit_checkpoint"):
+            conn.execute(text(f"delete from {table}"))
+
+
+def _run_ops(db: Database, ops: list[tuple[Any, ...]]) -> int:
+    expected = 0
+    for op in ops:
+        if op[0] == "record":
+            with db.begin() as conn:
+                audit.record(conn, DOC, op[1] or "read", op[2], detail=op[3], purpose=op[4], patient_id="p1")
+            expected += 1
+        elif op[0] == "check":
+            who = Principal("u-x", "x", frozenset({op[1]}))
+            with db.begin() as conn:
+                try:
+                    policy.check(conn, who, op[2], op[3], "p1")
+                except Denied:
+                    expected += 1
+        else:
+            with pytest.raises(RuntimeError):
+                with db.begin() as conn:
+                    audit.record(conn, DOC, "read", "success", detail=op[1])
+                    raise RuntimeError("request failed")
+    return expected
+
+
+def _apply_tamper(db: Database, tamper: tuple[str, int, int, str]) -> None:
+    kind, i, j, column = tamper
+    with db.read() as conn:
+        rows = sorted(audit.query(conn, limit=10_000), key=lambda e: e.seq or 0)
+    n = len(rows)
+    a = rows[i % n]
+    if kind == "swap" and n >= 2:
+        b = rows[j % n]
+        if b.seq == a.seq:
+            b = rows[(i + 1) % n]
+        _swap(db, a.seq, b.seq)
+    elif kind == "delete":
+        _sql(db, "delete from audit_log where seq = :s", s=a.seq)
+    elif kind == "insert_end":
+        _insert(db, n + 1, rows[-1].hash)
+    elif kind == "insert_start":
+        _insert(db, 0, audit.GENESIS)
+    elif kind == "rehash":
+        vals = {name: getattr(a, name) for name in audit.HASHED_FIELDS}
+        vals["detail"] = _changed(a.detail)
+        _sql(
+            db,
+            "update audit_log set detail = :d, hash = :h where seq = :s",
+            d=vals["detail"],
+            h=audit.entry_hash(vals),
+            s=a.seq,
+        )
+    else:
+        old = getattr(a, column)
+        new: Any
+        if column == "seq":
+            new = n + 5
+        elif column == "id":
+            new = old + 1_000_000
+        elif column == "at":
+            new = old + timedelta(microseconds=1 + j)
+        elif column == "outcome":
+            new = "failure" if old != "failure" else "success"
+        else:
+            new = _changed(old)
+        _sql(db, f"update audit_log set {column} = :v where seq = :s", v=new, s=a.seq)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(_op, min_size=1, max_size=12), tamper=_tamper)
+def test_random_operations_verify_and_any_tamper_is_caught(db: Database, ops: list[Any], tamper: Any) -> None:
+    _reset(db)
+    with db.begin() as conn:
+        audit.record(conn, SYSTEM, "start", "success")
+    expected = 1 + _run_ops(db, ops)
+    res = _verify(db)
+    assert res.ok, res.problem
+    assert res.unsealed == 0
+    assert res.checked == expected
+    _apply_tamper(db, tamper)
+    res = _verify(db)
+    assert not res.ok
+    assert res.first_bad_seq is not None and res.problem.startswith("entry ")
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrency
+
+
+def test_concurrent_appends_keep_one_chain(db: Database) -> None:
+    threads, per_thread = 8, 40
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def worker(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                with db.begin() as conn:
+                    audit.record(conn, DOC, "read", "success", resource_id=f"t{k}-{i}")
+                    if i % 10 == 9:  # and some denials, written after their transaction ends
+                        try:
+                            policy.check(
+                                conn,
+                                Principal("u-c", "c", frozenset({"coder"})),
+                                Action.DELETE,
+                                "Patient",
+                                f"p{k}",
+                            )
+                        except Denied:
+                            pass
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    res = _verify(db)
+    total = threads * per_thread + threads * (per_thread // 10)
+    assert res.ok, res.problem
+    assert res.checked == total and res.head_seq == total
+    with db.read() as conn:
+        ids = {e.resource_id for e in audit.query(conn, action="read", limit=10_000)}
+    assert len(ids) == threads * per_thread
+
+
+# ---------------------------------------------------------------------------------------------
+# FHIR AuditEvent
+
+
+def test_as_audit_event_is_valid_fhir(db: Database) -> None:
+    r4b = pytest.importorskip("fhir.resources.R4B.auditevent")
+    other = Principal("u-2", "cody", frozenset({"coder"}), client_address="192.0.2.1")
+    with db.begin() as conn:
+        audit.record(conn, DOC, "read", "success", resource_type="Observation", resource_id="o1", patient_id="p1")
+        audit.record(
+            conn,
+            other,
+            "update",
+            "denied",
+            resource_type="Patient",
+            resource_id="p1",
+            patient_id="p1",
+            detail="role matrix",
+        )
+        audit.record(conn, other, "login", "failure", detail="wrong password")
+        audit.record(
+            conn,
+            DOC,
+            "break_glass",
+            "success",
+            patient_id="p9",
+            resource_type="Patient",
+            purpose="emergency department treatment",
+        )
+        audit.record(conn, None, "export", "success")
+    with db.read() as conn:
+        entries = audit.query(conn, newest_first=False)
+    events = [audit.as_audit_event(e) for e in entries]
+    for ev in events:
+        r4b.AuditEvent.model_validate(ev)
+    read, denied, login, btg, export = events
+    assert read["subtype"][0]["code"] == "read" and read["action"] == "R" and read["outcome"] == "0"
+    assert read["entity"][0]["what"]["reference"] == "Patient/p1"
+    assert read["entity"][1]["what"]["reference"] == "Observation/o1"
+    assert read["agent"][0]["who"]["identifier"]["value"] == "u-doc"
+    assert read["agent"][0]["network"]["address"] == "10.0.0.5"
+    assert denied["outcome"] == "4" and denied["outcomeDesc"] == "role matrix" and len(denied["entity"]) == 1
+    assert login["type"]["code"] == "110114" and login["subtype"][0]["code"] == "110122"
+    assert btg["purposeOfEvent"][0]["text"] == "emergency department treatment"
+    assert export["type"]["code"] == "110106" and "who" not in export["agent"][0]
