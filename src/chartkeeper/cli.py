@@ -122,6 +122,52 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
                 log_level="warning")
 
 
+@app.command()
+def demo(patients: int = typer.Option(200, help="How many people to generate."),
+         seed: int = typer.Option(1, help="Random seed: the same seed gives the same population.")) -> None:
+    """Generate a deterministic synthetic population into the database (validated and audited)."""
+    from chartkeeper.demo.load import load_population
+
+    db = open_db()
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]demo population"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("", total=patients)
+        rep = load_population(db, patients, seed, progress=lambda n: bar.update(task, completed=n))
+        bar.update(task, completed=patients)
+    secs = time.perf_counter() - started
+    print(f"{rep.patients} people, {rep.resources} resources in {secs:.1f} s "
+          f"({rep.patients / secs:.0f} patients/s); {len(rep.rejects)} rejected")
+    for r in rep.rejects[:10]:
+        print("  rejected:", r)
+
+
+@app.command("demo-setup")
+def demo_setup(patients: int = 200, seed: int = 1) -> None:
+    """What `make demo` runs: schema, demo population (once), one demo user per role, the logins."""
+    from sqlalchemy import func, select
+
+    from chartkeeper.demo.load import demo_users
+    from chartkeeper.fhir.models import ResourceRow
+
+    db = open_db()
+    with db.read() as conn:
+        have = conn.execute(select(func.count()).select_from(ResourceRow)
+                            .where(ResourceRow.resource_type == "Patient")).scalar_one()
+    if not have:
+        demo(patients=patients, seed=seed)
+    else:
+        print(f"The database already holds {have} patients; not generating again.")
+    logins = demo_users(db)
+    t = Table(title="Demo logins (http://127.0.0.1:8000)")
+    t.add_column("username")
+    t.add_column("password")
+    t.add_column("role")
+    for u, pw, role in logins:
+        t.add_row(u, pw, role)
+    Console().print(t)
+
+
 _register_subcommands()
 
 
