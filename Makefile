@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/chartkeeper serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
