@@ -1,0 +1,124 @@
+"""Authenticated, audited FHIR reads per second over loopback, beside the same reads with auth and
+audit switched off (CHARTKEEPER_AUTH_ENABLED=0), on SQLite and PostgreSQL.
+
+    .venv/bin/python benchmarks/audited_reads.py [--seconds 10] [--clients 8] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def setup(url: str, n: int = 200) -> tuple[list[str], str]:
+    from chartkeeper.db import Database
+    from chartkeeper.fhir.service import RecordService
+    from chartkeeper.security import sessions, users
+    from chartkeeper.security.principal import Principal
+
+    db = Database(url)
+    db.upgrade()
+    svc = RecordService(db)
+    sysp = Principal.system("bench")
+    ids = [svc.create(sysp, {"resourceType": "Patient", "gender": "female", "birthDate": "1970-01-01",
+                             "name": [{"family": f"Bench{i}"}]})[0].id for i in range(n)]
+    with db.begin() as c:
+        u = users.create_user(c, "bench" + uuid.uuid4().hex[:6], "benchmark-password-1", ["him_technician"], actor=sysp)
+        token = sessions.issue_token(c, u.principal(), label="bench")[0]
+    db.dispose()
+    return ids, token
+
+
+def load(port: int, ids: list[str], token: str, seconds: float, clients: int) -> float:
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def worker(k: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}) as c:
+            i = k
+            while time.perf_counter() < stop:
+                r = c.get(f"/fhir/Patient/{ids[i % len(ids)]}")
+                assert r.status_code == 200, r.text
+                done[k] += 1
+                i += clients
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
+def run(url: str, auth: bool, seconds: float, clients: int) -> float:
+    ids, token = setup(url)
+    port = free_port()
+    env = dict(os.environ, CHARTKEEPER_DATABASE_URL=url, CHARTKEEPER_AUTH_ENABLED="1" if auth else "0")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "chartkeeper.web.app:create_app", "--factory",
+                             "--port", str(port), "--log-level", "warning"], env=env)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        load(port, ids, token, 1.0, clients)  # warm up
+        return load(port, ids, token, seconds, clients)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--no-postgres", action="store_true")
+    args = ap.parse_args()
+    rows = []
+    backends = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
+    for b in backends:
+        for auth in (False, True):
+            if b == "sqlite":
+                url = f"sqlite:///{tempfile.mkdtemp()}/reads.db"
+            else:
+                from sqlalchemy import create_engine, text
+
+                schema = "bench_" + uuid.uuid4().hex[:8]
+                eng = create_engine(PG)
+                with eng.begin() as c:
+                    c.execute(text(f"create schema {schema}"))
+                url = f"{PG}?options=-csearch_path%3D{schema}"
+            rows.append((b, auth, run(url, auth, args.seconds, args.clients)))
+    print(f"\n{args.clients} client threads, {args.seconds:.0f} s each, one uvicorn worker\n")
+    print("| backend | auth + audit | reads/s | overhead |")
+    print("| --- | --- | ---: | ---: |")
+    base = {b: r for b, a, r in rows if not a}
+    for b, a, r in rows:
+        over = f"{(1 - r / base[b]) * 100:.0f}%" if a else "baseline"
+        print(f"| {b} | {'on' if a else 'off'} | {r:,.0f} | {over} |")
+
+
+if __name__ == "__main__":
+    main()
