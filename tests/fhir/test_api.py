@@ -8,7 +8,6 @@ import pytest
 from chartkeeper.fhir.service import RecordService
 from chartkeeper.security import grants
 from chartkeeper.security.principal import Principal
-
 from fhirdata import as_role, obs, patient
 
 FJ = "application/fhir+json"
