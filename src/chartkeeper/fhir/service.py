@@ -232,7 +232,8 @@ class RecordService:
             self.authorize(conn, principal, Action(action), rtype, patient_id, rid)
         return check
 
-    def _transaction(self, conn: Connection, principal: Principal | None, bundle: Any) -> tuple[dict[str, Any], list[WriteResult]]:
+    def _transaction(self, conn: Connection, principal: Principal | None,
+                     bundle: Any) -> tuple[dict[str, Any], list[WriteResult]]:
         resp, written = bundles.transaction(conn, self.store, bundle,
                                             author=principal.user_id if principal else None,
                                             authorize=self._bundle_authorizer(conn, principal))
