@@ -6,6 +6,8 @@
   a row, a delete adds a row with ``deleted`` set and no content.
 * ``fhir_idx_*`` hold the search parameters of current versions, one row per value.
 
+Index rows are keyed by (type, id, param, value...), clustered on SQLite (WITHOUT ROWID): one
+B-tree for the rows by resource and one lookup index by value, nothing else to maintain per insert.
 Index dates are fixed-width UTC ISO strings (``YYYY-MM-DDTHH:MM:SS``) so that range comparison is a
 plain string comparison on every backend.
 """
@@ -57,62 +59,57 @@ class VersionRow(Base):
 
 class TokenIndex(Base):
     __tablename__ = "fhir_idx_token"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    param: Mapped[str] = mapped_column(String(64), nullable=False)
-    system: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    code: Mapped[str] = mapped_column(String(255), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(255), primary_key=True, default="")
+    code: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     __table_args__ = (
         Index("ix_fhir_idx_token_lookup", "resource_type", "param", "code", "system"),
-        Index("ix_fhir_idx_token_res", "resource_type", "resource_id"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class StringIndex(Base):
     __tablename__ = "fhir_idx_string"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    param: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    param: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Lower-cased, accents removed: FHIR string search is case- and accent-insensitive.
-    value: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     __table_args__ = (
         Index("ix_fhir_idx_string_lookup", "resource_type", "param", "value"),
-        Index("ix_fhir_idx_string_res", "resource_type", "resource_id"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class DateIndex(Base):
     __tablename__ = "fhir_idx_date"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    param: Mapped[str] = mapped_column(String(64), nullable=False)
-    low: Mapped[str] = mapped_column(String(19), nullable=False)
-    high: Mapped[str] = mapped_column(String(19), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    low: Mapped[str] = mapped_column(String(19), primary_key=True)
+    high: Mapped[str] = mapped_column(String(19), primary_key=True)
 
     __table_args__ = (
         Index("ix_fhir_idx_date_lookup", "resource_type", "param", "low"),
-        Index("ix_fhir_idx_date_res", "resource_type", "resource_id"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class ReferenceIndex(Base):
     __tablename__ = "fhir_idx_reference"
-    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    resource_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    param: Mapped[str] = mapped_column(String(64), nullable=False)
-    target_type: Mapped[str] = mapped_column(String(64), nullable=False)
-    target_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
     __table_args__ = (
         Index("ix_fhir_idx_reference_lookup", "resource_type", "param", "target_id", "target_type"),
-        Index("ix_fhir_idx_reference_res", "resource_type", "resource_id"),
-        Index("ix_fhir_idx_reference_target", "target_type", "target_id"),
+        {"sqlite_with_rowid": False},
     )
 
 

@@ -281,9 +281,13 @@ def everything(conn: Connection, store: FhirStore, patient_id: str) -> list[Stor
     )
     members = [Stored(r.resource_type, r.id, r.version_id, r.last_updated, False, r.content, r.patient_id)
                for r in rows]
-    outside = select(IDX_REF.c.target_type, IDX_REF.c.target_id).distinct().where(
-        IDX_REF.c.resource_id.in_(select(R.c.id).where(R.c.patient_id == patient_id)),
-        IDX_REF.c.target_type.in_(("Practitioner", "Organization", "Location", "Medication",
-                                   "PractitionerRole")))
+    outside = (
+        select(IDX_REF.c.target_type, IDX_REF.c.target_id).distinct()
+        .select_from(R.join(IDX_REF, and_(IDX_REF.c.resource_type == R.c.resource_type,
+                                          IDX_REF.c.resource_id == R.c.id)))
+        .where(R.c.patient_id == patient_id,
+               IDX_REF.c.target_type.in_(("Practitioner", "Organization", "Location", "Medication",
+                                          "PractitionerRole")))
+    )
     refs = [(r.target_type, r.target_id) for r in conn.execute(outside)]
     return [patient, *members, *store.read_many(conn, refs)]

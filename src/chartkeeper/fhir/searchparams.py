@@ -551,9 +551,12 @@ def extract(resource: dict[str, Any]) -> IndexRows:
                         seen_s.add(s)
                         rows.strings.append((p.name, s))
         elif p.kind == DATE:
+            seen_d: set[tuple[str, str]] = set()
             for v in values(resource, p):
-                for lo, hi in dates(v):
-                    rows.dates.append((p.name, lo, hi))
+                for d in dates(v):
+                    if d not in seen_d:
+                        seen_d.add(d)
+                        rows.dates.append((p.name, d[0], d[1]))
         else:
             seen_r: set[tuple[str, str]] = set()
             for v in values(resource, p):

@@ -2,13 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 18:17:12.231235
+Create Date: 2026-11-22 18:48:17.807519
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import chartkeeper.db.base
+
 
 revision = "0001"
 down_revision = None
@@ -71,61 +71,58 @@ def upgrade() -> None:
 
     op.create_table(
         "fhir_idx_date",
-        sa.Column("pk", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("resource_id", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
         sa.Column("low", sa.String(length=19), nullable=False),
         sa.Column("high", sa.String(length=19), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_idx_date")),
+        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "low", "high", name=op.f("pk_fhir_idx_date")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_date", schema=None) as batch_op:
         batch_op.create_index("ix_fhir_idx_date_lookup", ["resource_type", "param", "low"], unique=False)
-        batch_op.create_index("ix_fhir_idx_date_res", ["resource_type", "resource_id"], unique=False)
 
     op.create_table(
         "fhir_idx_reference",
-        sa.Column("pk", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("resource_id", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
         sa.Column("target_type", sa.String(length=64), nullable=False),
         sa.Column("target_id", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_idx_reference")),
+        sa.PrimaryKeyConstraint(
+            "resource_type", "resource_id", "param", "target_type", "target_id", name=op.f("pk_fhir_idx_reference")
+        ),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_reference", schema=None) as batch_op:
         batch_op.create_index(
             "ix_fhir_idx_reference_lookup", ["resource_type", "param", "target_id", "target_type"], unique=False
         )
-        batch_op.create_index("ix_fhir_idx_reference_res", ["resource_type", "resource_id"], unique=False)
-        batch_op.create_index("ix_fhir_idx_reference_target", ["target_type", "target_id"], unique=False)
 
     op.create_table(
         "fhir_idx_string",
-        sa.Column("pk", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("resource_id", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=255), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_idx_string")),
+        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "value", name=op.f("pk_fhir_idx_string")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_string", schema=None) as batch_op:
         batch_op.create_index("ix_fhir_idx_string_lookup", ["resource_type", "param", "value"], unique=False)
-        batch_op.create_index("ix_fhir_idx_string_res", ["resource_type", "resource_id"], unique=False)
 
     op.create_table(
         "fhir_idx_token",
-        sa.Column("pk", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("resource_id", sa.String(length=64), nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
         sa.Column("system", sa.String(length=255), nullable=False),
         sa.Column("code", sa.String(length=255), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_idx_token")),
+        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "system", "code", name=op.f("pk_fhir_idx_token")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_token", schema=None) as batch_op:
         batch_op.create_index("ix_fhir_idx_token_lookup", ["resource_type", "param", "code", "system"], unique=False)
-        batch_op.create_index("ix_fhir_idx_token_res", ["resource_type", "resource_id"], unique=False)
 
     op.create_table(
         "fhir_resource",
@@ -285,23 +282,18 @@ def downgrade() -> None:
 
     op.drop_table("fhir_resource")
     with op.batch_alter_table("fhir_idx_token", schema=None) as batch_op:
-        batch_op.drop_index("ix_fhir_idx_token_res")
         batch_op.drop_index("ix_fhir_idx_token_lookup")
 
     op.drop_table("fhir_idx_token")
     with op.batch_alter_table("fhir_idx_string", schema=None) as batch_op:
-        batch_op.drop_index("ix_fhir_idx_string_res")
         batch_op.drop_index("ix_fhir_idx_string_lookup")
 
     op.drop_table("fhir_idx_string")
     with op.batch_alter_table("fhir_idx_reference", schema=None) as batch_op:
-        batch_op.drop_index("ix_fhir_idx_reference_target")
-        batch_op.drop_index("ix_fhir_idx_reference_res")
         batch_op.drop_index("ix_fhir_idx_reference_lookup")
 
     op.drop_table("fhir_idx_reference")
     with op.batch_alter_table("fhir_idx_date", schema=None) as batch_op:
-        batch_op.drop_index("ix_fhir_idx_date_res")
         batch_op.drop_index("ix_fhir_idx_date_lookup")
 
     op.drop_table("fhir_idx_date")
