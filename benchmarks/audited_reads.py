@@ -1,13 +1,18 @@
 """Authenticated, audited FHIR reads per second over loopback, beside the same reads with auth and
 audit switched off (CHARTKEEPER_AUTH_ENABLED=0), on SQLite and PostgreSQL.
 
-    .venv/bin/python benchmarks/audited_reads.py [--seconds 10] [--clients 8] [--no-postgres]
+The load comes from wrk (Debian package `wrk`) when it is installed, so that the load generator
+costs little of the machine; otherwise from Python threads (which eat much of a 2-core machine and
+understate the server). The server is uvicorn with --workers N (SQLite: 1 is right, one writer).
+
+    .venv/bin/python benchmarks/audited_reads.py [--seconds 10] [--clients 16] [--workers 1] [--no-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,12 +75,25 @@ def load(port: int, ids: list[str], token: str, seconds: float, clients: int) ->
     return sum(done) / (time.perf_counter() - t0)
 
 
-def run(url: str, auth: bool, seconds: float, clients: int) -> float:
+def load_wrk(port: int, ids: list[str], token: str, seconds: float, clients: int) -> float:
+    script = Path(tempfile.mkdtemp()) / "reads.lua"
+    script.write_text("ids = {" + ",".join(f'"{i}"' for i in ids) + "}\nn = 0\n"
+                      f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+                      "request = function()\n  n = n + 1\n"
+                      '  return wrk.format("GET", "/fhir/Patient/" .. ids[(n % #ids) + 1])\nend\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:.0f}s", "-s", str(script),
+                          f"http://127.0.0.1:{port}"], check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit("some reads failed:\n" + out)
+    return float(out.split("Requests/sec:")[1].split()[0])
+
+
+def run(url: str, auth: bool, seconds: float, clients: int, workers: int) -> float:
     ids, token = setup(url)
     port = free_port()
     env = dict(os.environ, CHARTKEEPER_DATABASE_URL=url, CHARTKEEPER_AUTH_ENABLED="1" if auth else "0")
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "chartkeeper.web.app:create_app", "--factory",
-                             "--port", str(port), "--log-level", "warning"], env=env)
+                             "--port", str(port), "--workers", str(workers), "--log-level", "warning"], env=env)
     try:
         for _ in range(100):
             try:
@@ -83,8 +101,10 @@ def run(url: str, auth: bool, seconds: float, clients: int) -> float:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        load(port, ids, token, 1.0, clients)  # warm up
-        return load(port, ids, token, seconds, clients)
+        time.sleep(1.0 * workers)
+        fn = load_wrk if shutil.which("wrk") else load
+        fn(port, ids, token, 1.0, clients)  # warm up
+        return fn(port, ids, token, seconds, clients)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -93,7 +113,8 @@ def run(url: str, auth: bool, seconds: float, clients: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     rows = []
@@ -110,8 +131,9 @@ def main() -> None:
                 with eng.begin() as c:
                     c.execute(text(f"create schema {schema}"))
                 url = f"{PG}?options=-csearch_path%3D{schema}"
-            rows.append((b, auth, run(url, auth, args.seconds, args.clients)))
-    print(f"\n{args.clients} client threads, {args.seconds:.0f} s each, one uvicorn worker\n")
+            rows.append((b, auth, run(url, auth, args.seconds, args.clients, args.workers)))
+    gen = "wrk" if shutil.which("wrk") else "Python threads"
+    print(f"\n{args.clients} connections from {gen}, {args.seconds:.0f} s each, {args.workers} uvicorn worker(s)\n")
     print("| backend | auth + audit | reads/s | overhead |")
     print("| --- | --- | ---: | ---: |")
     base = {b: r for b, a, r in rows if not a}

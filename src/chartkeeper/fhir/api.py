@@ -11,8 +11,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from chartkeeper import __version__
 from chartkeeper.fhir import bundles
@@ -40,6 +41,7 @@ def service(request: Request) -> RecordService:
 
 
 def principal(request: Request) -> Principal | None:
+    """The caller, resolved in the endpoint's own thread (a separate dependency would cost a thread hop)."""
     if not request.app.state.settings.auth_enabled:
         return None
     from chartkeeper.security.deps import principal_from_request
@@ -195,18 +197,19 @@ def metadata(request: Request) -> Response:
 
 @router.post("", summary="transaction or batch Bundle")
 @router.post("/", include_in_schema=False)
-async def system_bundle(request: Request, who: Principal | None = Depends(principal)) -> Response:
+async def system_bundle(request: Request) -> Response:
+    who = await run_in_threadpool(principal, request)
     body = await json_body(request)
     svc = service(request)
     if isinstance(body, dict) and body.get("type") == "batch":
-        return _json(svc.batch(who, body))
+        return _json(await run_in_threadpool(svc.batch, who, body))
     bundles.check_bundle(body, ("transaction", "batch"))
-    return _json(svc.transaction(who, body))
+    return _json(await run_in_threadpool(svc.transaction, who, body))
 
 
 @router.get("/_history", summary="system history")
-def system_history(request: Request, _count: int = 100, _offset: int = 0,
-                   who: Principal | None = Depends(principal)) -> Response:
+def system_history(request: Request, _count: int = 100, _offset: int = 0) -> Response:
+    who = principal(request)
     items, total = service(request).history(who, None, count=min(_count, 1000), offset=_offset)
     return _history_bundle(request, items, total)
 
@@ -231,30 +234,35 @@ def _history_bundle(request: Request, items: list[Stored], total: int) -> Respon
 # --- type level ------------------------------------------------------------------------------------
 
 @router.get("/{rtype}", summary="search")
-def search_get(rtype: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+def search_get(rtype: str, request: Request) -> Response:
+    who = principal(request)
     params = list(request.query_params.multi_items())
     return _searchset(request, rtype, params, service(request).search(who, rtype, params))
 
 
 @router.post("/{rtype}/_search", summary="search (POST form)")
-async def search_post(rtype: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+async def search_post(rtype: str, request: Request) -> Response:
+    who = await run_in_threadpool(principal, request)
     raw = (await request.body()).decode("utf-8", "replace")
     params = list(request.query_params.multi_items()) + parse_qsl(raw, keep_blank_values=True)
-    return _searchset(request, rtype, params, service(request).search(who, rtype, params))
+    result = await run_in_threadpool(service(request).search, who, rtype, params)
+    return _searchset(request, rtype, params, result)
 
 
 @router.post("/{rtype}", summary="create")
-async def create(rtype: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+async def create(rtype: str, request: Request) -> Response:
+    who = await run_in_threadpool(principal, request)
     body = await json_body(request)
     if isinstance(body, dict) and body.get("resourceType") != rtype:
         raise FhirError(400, f"The body's resourceType must be {rtype} when posting to /fhir/{rtype}.")
-    res, created = service(request).create(who, body, if_none_exist=request.headers.get("if-none-exist"))
+    res, created = await run_in_threadpool(
+        lambda: service(request).create(who, body, if_none_exist=request.headers.get("if-none-exist")))
     return _resource_response(res, 201 if created else 200)
 
 
 @router.get("/{rtype}/_history", summary="type history")
-def type_history(rtype: str, request: Request, _count: int = 100, _offset: int = 0,
-                 who: Principal | None = Depends(principal)) -> Response:
+def type_history(rtype: str, request: Request, _count: int = 100, _offset: int = 0) -> Response:
+    who = principal(request)
     items, total = service(request).history(who, rtype, count=min(_count, 1000), offset=_offset)
     return _history_bundle(request, items, total)
 
@@ -262,40 +270,45 @@ def type_history(rtype: str, request: Request, _count: int = 100, _offset: int =
 # --- instance level --------------------------------------------------------------------------------
 
 @router.get("/Patient/{rid}/$everything", summary="Patient $everything")
-def everything(rid: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+def everything(rid: str, request: Request) -> Response:
+    who = principal(request)
     items = service(request).everything(who, rid)
     base = _base(request)
     return _bundle("searchset", [_entry(base, s, "match") for s in items], total=len(items))
 
 
 @router.get("/{rtype}/{rid}", summary="read")
-def read(rtype: str, rid: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+def read(rtype: str, rid: str, request: Request) -> Response:
+    who = principal(request)
     return _resource_response(service(request).read(who, rtype, rid))
 
 
 @router.put("/{rtype}/{rid}", summary="update")
-async def update(rtype: str, rid: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+async def update(rtype: str, rid: str, request: Request) -> Response:
+    who = await run_in_threadpool(principal, request)
     body = await json_body(request)
     if_match = bundles.parse_if_match(request.headers.get("if-match"))
-    res = service(request).update(who, rtype, rid, body, if_match=if_match)
+    res = await run_in_threadpool(lambda: service(request).update(who, rtype, rid, body, if_match=if_match))
     return _resource_response(res, 201 if res.version_id == 1 else 200)
 
 
 @router.delete("/{rtype}/{rid}", summary="delete (logical)")
-def delete(rtype: str, rid: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+def delete(rtype: str, rid: str, request: Request) -> Response:
+    who = principal(request)
     service(request).delete(who, rtype, rid)
     return Response(status_code=204)
 
 
 @router.get("/{rtype}/{rid}/_history", summary="instance history")
-def instance_history(rtype: str, rid: str, request: Request, _count: int = 100, _offset: int = 0,
-                     who: Principal | None = Depends(principal)) -> Response:
+def instance_history(rtype: str, rid: str, request: Request, _count: int = 100, _offset: int = 0) -> Response:
+    who = principal(request)
     items, total = service(request).history(who, rtype, rid, count=min(_count, 1000), offset=_offset)
     return _history_bundle(request, items, total)
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="vread")
-def vread(rtype: str, rid: str, vid: str, request: Request, who: Principal | None = Depends(principal)) -> Response:
+def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:
+    who = principal(request)
     if not vid.isdigit():
         raise FhirError(400, f"The version id must be a number; got '{vid[:16]}'.")
     return _resource_response(service(request).vread(who, rtype, rid, int(vid)))

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.fhir import searchparams
@@ -158,6 +158,15 @@ class IngestStats:
                 mine[k] += v
 
 
+# Built once: the hottest statement of all (statement construction costs more than running it).
+_READ = (
+    select(R.c.version_id, R.c.last_updated, R.c.deleted, R.c.patient_id, V.c.content)
+    .select_from(R.outerjoin(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                     V.c.version_id == R.c.version_id)))
+    .where(R.c.resource_type == bindparam("t"), R.c.id == bindparam("i"))
+)
+
+
 def by_type(keys: Iterable[tuple[str, str]], size: int = 900) -> Iterator[tuple[str, list[str]]]:
     """Group (type, id) keys by type in chunks, for ``type = ? AND id IN (...)`` queries that use
     the primary key on every backend."""
@@ -219,12 +228,7 @@ class FhirStore:
     # --- reads ----------------------------------------------------------------------------------
 
     def read(self, conn: Connection, rtype: str, rid: str) -> Stored:
-        row = conn.execute(
-            select(R.c.version_id, R.c.last_updated, R.c.deleted, R.c.patient_id, V.c.content)
-            .select_from(R.outerjoin(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
-                                             V.c.version_id == R.c.version_id)))
-            .where(R.c.resource_type == rtype, R.c.id == rid)
-        ).first()
+        row = conn.execute(_READ, {"t": rtype, "i": rid}).first()
         if row is None:
             raise not_found(rtype, rid)
         if row.deleted:
