@@ -21,7 +21,7 @@ from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.store import FhirStore, Stored, WriteResult, fhir_instant, new_id
 
-_ID_RE = re.compile(r"^[A-Za-z0-9\-\.]{1,64}$")
+ID_RE = re.compile(r"^[A-Za-z0-9\-\.]{1,64}$")
 _URN_RE = re.compile(r"^urn:(uuid|oid):[A-Za-z0-9\-\.]+$")
 
 # (action, resource type, patient id, resource id) -> raises to deny
@@ -69,8 +69,11 @@ def check_bundle(bundle: object, allowed: tuple[str, ...]) -> list[dict[str, Any
     return entries
 
 
-def plan(entries: list[Any], *, keep_ids: bool, default_method: str | None = None) -> tuple[list[Planned], list[Issue]]:
-    """Plan the writes of a bundle's entries. Returns (plans, issues); issues name the entry."""
+def plan(entries: list[Any], *, keep_ids: bool, default_method: str | None = None,
+         references_done: bool = False) -> tuple[list[Planned], list[Issue]]:
+    """Plan the writes of a bundle's entries. Returns (plans, issues); issues name the entry.
+    ``references_done``: the caller has already rewritten every urn: reference (see
+    ``importer.rewrite_urns``), so the walk over the resources is skipped."""
     plans: list[Planned] = []
     issues: list[Issue] = []
     urls: dict[str, str] = {}  # fullUrl -> "Type/id"
@@ -97,16 +100,16 @@ def plan(entries: list[Any], *, keep_ids: bool, default_method: str | None = Non
             if method == "PUT" and not keep_ids:
                 path = url.split("?", 1)[0].strip("/")
                 parts = path.split("/")
-                if len(parts) != 2 or parts[0] != rtype or not _ID_RE.match(parts[1]):
+                if len(parts) != 2 or parts[0] != rtype or not ID_RE.match(parts[1]):
                     issues.append(entry_error(i, f"request.url must be {rtype}/<id> for a PUT."))
                     continue
                 rid = parts[1]
             elif keep_ids:
                 given = res.get("id")
                 full = e.get("fullUrl")
-                if isinstance(given, str) and _ID_RE.match(given):
+                if isinstance(given, str) and ID_RE.match(given):
                     rid = given
-                elif isinstance(full, str) and full.startswith("urn:uuid:") and _ID_RE.match(full[9:]):
+                elif isinstance(full, str) and full.startswith("urn:uuid:") and ID_RE.match(full[9:]):
                     rid = full[9:]
                 else:
                     rid = new_id()
@@ -131,21 +134,16 @@ def plan(entries: list[Any], *, keep_ids: bool, default_method: str | None = Non
                 issues.append(entry_error(i, "request.url must start with a supported resource type."))
                 continue
             plans.append(Planned(i, method, parts[0], parts[1] if len(parts) > 1 else None, None, url=url))
-    # Rewrite references to entries of this bundle.
-    if urls:
-        for p in plans:
-            if p.resource is None:
-                continue
-            for ref in sp.all_references(p.resource):
-                target = urls.get(ref["reference"])
-                if target:
-                    ref["reference"] = target
+    # Rewrite references to entries of this bundle; a urn: that names no entry is an error.
     for p in plans:
-        if p.resource is None:
+        if p.resource is None or references_done:
             continue
         for ref in sp.all_references(p.resource):
             r = ref["reference"]
-            if _URN_RE.match(r):
+            target = urls.get(r)
+            if target is not None:
+                ref["reference"] = target
+            elif r.startswith("urn:") and _URN_RE.match(r):
                 issues.append(entry_error(p.index, f"reference {r[:80]} points at no entry of this bundle.",
                                           path="reference"))
     return plans, issues

@@ -459,26 +459,34 @@ def date_range(value: str) -> tuple[str, str] | None:
     return s, s
 
 
-def _walk(node: Any, path: tuple[str, ...], i: int = 0) -> Iterator[Any]:
-    if i == len(path):
-        if isinstance(node, list):
-            yield from node
-        else:
-            yield node
-        return
-    if isinstance(node, list):
-        for item in node:
-            yield from _walk(item, path, i)
-        return
-    if isinstance(node, dict):
-        child = node.get(path[i])
-        if child is not None:
-            yield from _walk(child, path, i + 1)
+def _collect(resource: dict[str, Any], path: tuple[str, ...]) -> list[Any]:
+    """The values at an element path, arrays flattened at every step (iterative: this runs for every
+    parameter of every resource written)."""
+    cur: list[Any] = [resource]
+    for key in path:
+        nxt: list[Any] = []
+        for node in cur:
+            if node.__class__ is dict:
+                v = node.get(key)
+                if v is None:
+                    continue
+                if v.__class__ is list:
+                    nxt.extend(v)
+                else:
+                    nxt.append(v)
+        if not nxt:
+            return nxt
+        cur = nxt
+    return cur
 
 
-def values(resource: dict[str, Any], param: Param) -> Iterator[Any]:
+def values(resource: dict[str, Any], param: Param) -> list[Any]:
+    if len(param.paths) == 1:
+        return _collect(resource, param.paths[0])
+    out: list[Any] = []
     for path in param.paths:
-        yield from _walk(resource, path)
+        out.extend(_collect(resource, path))
+    return out
 
 
 def tokens(v: Any) -> Iterator[tuple[str, str]]:
@@ -533,49 +541,77 @@ class IndexRows:
     references: list[tuple[str, str, str]]  # param, target type, target id
 
 
+def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
+    cls = v.__class__
+    if cls is str:
+        out.append(("", v))
+    elif cls is dict:
+        coding = v.get("coding")
+        if coding is not None:
+            for c in coding:
+                if c.__class__ is dict:
+                    code = c.get("code")
+                    if code:
+                        out.append((c.get("system") or "", str(code)))
+        else:
+            code = v.get("code")
+            if code.__class__ is str:
+                out.append((v.get("system") or "", code))
+            else:
+                value = v.get("value")
+                if value.__class__ is str:
+                    out.append((v.get("system") or "", value))
+    elif cls is bool:
+        out.append(("", "true" if v else "false"))
+
+
 def extract(resource: dict[str, Any]) -> IndexRows:
+    """The index rows of one resource (duplicates within a parameter dropped). The same rules as
+    ``tokens``/``strings``/``dates``/``references``, written flat: this runs for every write."""
     rows = IndexRows([], [], [], [])
     for p in STORED.get(resource.get("resourceType", ""), ()):
-        if p.kind == TOKEN:
-            seen_t: set[tuple[str, str]] = set()
-            for v in values(resource, p):
-                for sc in tokens(v):
-                    if sc not in seen_t:
-                        seen_t.add(sc)
-                        rows.tokens.append((p.name, sc[0][:255], sc[1][:255]))
-        elif p.kind == STRING:
-            seen_s: set[str] = set()
-            for v in values(resource, p):
-                for s in strings(v):
-                    if s not in seen_s:
-                        seen_s.add(s)
-                        rows.strings.append((p.name, s))
-        elif p.kind == DATE:
-            seen_d: set[tuple[str, str]] = set()
-            for v in values(resource, p):
+        vals = values(resource, p)
+        if not vals:
+            continue
+        name = p.name
+        kind = p.kind
+        if kind == TOKEN:
+            pairs: list[tuple[str, str]] = []
+            for v in vals:
+                _token_pairs(v, pairs)
+            for sc in dict.fromkeys(pairs):
+                rows.tokens.append((name, sc[0][:255], sc[1][:255]))
+        elif kind == REFERENCE:
+            refs: dict[tuple[str, str], None] = {}
+            for v in vals:
+                if v.__class__ is dict:
+                    ref = parse_reference(v.get("reference"))
+                    if ref:
+                        refs[ref] = None
+            rows.references.extend((name, r[0], r[1]) for r in refs)
+        elif kind == DATE:
+            ds: dict[tuple[str, str], None] = {}
+            for v in vals:
                 for d in dates(v):
-                    if d not in seen_d:
-                        seen_d.add(d)
-                        rows.dates.append((p.name, d[0], d[1]))
+                    ds[d] = None
+            rows.dates.extend((name, d[0], d[1]) for d in ds)
         else:
-            seen_r: set[tuple[str, str]] = set()
-            for v in values(resource, p):
-                for r in references(v):
-                    if r not in seen_r:
-                        seen_r.add(r)
-                        rows.references.append((p.name, r[0], r[1]))
+            ss = dict.fromkeys(normalize_string(v) for v in vals if v.__class__ is str)
+            rows.strings.extend((name, x) for x in ss)
     return rows
 
 
-def all_references(node: Any) -> Iterator[dict[str, Any]]:
-    """Every Reference-shaped object ({"reference": ...}) anywhere in a resource."""
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str):
-            yield node
-        for k, v in node.items():
-            if isinstance(v, dict | list) and k != "contained":
-                yield from all_references(v)
-    elif isinstance(node, list):
-        for item in node:
-            yield from all_references(item)
+def all_references(node: Any) -> list[dict[str, Any]]:
+    """Every Reference-shaped object ({"reference": "..."}) anywhere in a resource, contained
+    resources included."""
+    found: list[dict[str, Any]] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.__class__ is dict:
+            if n.get("reference").__class__ is str:
+                found.append(n)
+            stack.extend(v for v in n.values() if v.__class__ is dict or v.__class__ is list)
+        elif n.__class__ is list:
+            stack.extend(v for v in n if v.__class__ is dict or v.__class__ is list)
+    return found
