@@ -837,3 +837,71 @@ def as_audit_event(entry: AuditEntry) -> dict[str, Any]:
     if entities:
         ev["entity"] = entities
     return ev
+
+
+# --- group commit for the audit entries of reads ----------------------------------------------------
+
+class _GroupCommit:
+    """Audit entries of reads, committed together: the first waiting thread writes every entry queued
+    so far in one transaction, the others wait for that commit. A read returns its data only after
+    its entry is committed (``record_committed`` raises otherwise), but concurrent reads share one
+    write transaction instead of taking the write lock one by one."""
+
+    def __init__(self, begin: Callable[[], Any]) -> None:
+        self.begin = begin
+        self.lock = threading.Lock()
+        self.queue: list[tuple[list[tuple[tuple[Any, ...], dict[str, Any]]], threading.Event, list[BaseException]]] = []
+        self.writing = False
+
+    def submit(self, entries: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        item: tuple[Any, threading.Event, list[BaseException]] = (entries, threading.Event(), [])
+        with self.lock:
+            self.queue.append(item)
+            lead = not self.writing
+            if lead:
+                self.writing = True
+        if lead:
+            self._drain()
+        item[1].wait()
+        if item[2]:
+            err = item[2][0]
+            raise err if isinstance(err, AuditWriteError) else AuditWriteError(
+                f"The audit entry could not be written ({err.__class__.__name__}).")
+
+    def _drain(self) -> None:
+        while True:
+            with self.lock:
+                batch, self.queue = self.queue, []
+                if not batch:
+                    self.writing = False
+                    return
+            try:
+                with self.begin() as conn:
+                    for entries, _, _ in batch:
+                        for args, kw in entries:
+                            record(conn, *args, **kw)
+            except BaseException as exc:  # noqa: BLE001 - every waiter must learn of the failure
+                for _, _, errors in batch:
+                    errors.append(exc)
+            for _, done, _ in batch:
+                done.set()
+
+
+_groups: weakref.WeakKeyDictionary[Any, _GroupCommit] = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def record_committed(db: Any, entries: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    """Append entries (each ``(args, kwargs)`` of :func:`record`) and return once they are committed.
+
+    For reads, whose data transaction writes nothing: the entry needs no place in it, only to be
+    durable before the data leaves. ``db`` is a ``chartkeeper.db.Database``."""
+    if not entries:
+        return
+    now = utcnow()
+    entries = [(args, kw if kw.get("at") else {**kw, "at": now}) for args, kw in entries]
+    with _groups_lock:
+        group = _groups.get(db)
+        if group is None:
+            group = _groups[db] = _GroupCommit(db.begin)
+    group.submit(entries)
