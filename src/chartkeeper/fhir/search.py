@@ -136,13 +136,32 @@ def _date_cond(low: Any, high: Any, prefix: str, lo: Any, hi: Any) -> ColumnElem
     return high < lo  # eb
 
 
-def _ids(t: Any, rtype: str, param: str, cond: ColumnElement[bool]) -> Select[Any]:
-    """Ids of resources with a matching index row: evaluated once through the lookup index, then
-    joined to the resources by primary key (not a correlated EXISTS per resource)."""
-    return select(t.c.resource_id).where(t.c.resource_type == rtype, t.c.param == param, cond)
+def _match(t: Any, rtype: str, param: str, cond: ColumnElement[bool], drive: bool) -> ColumnElement[bool]:
+    """A resource has a matching index row. The driving filter (the most selective one) finds its ids
+    once through the lookup index by value; every other filter is checked per candidate through the
+    primary key (type, id, param, ...): a filter that matches many resources (a common code) then
+    costs nothing per non-candidate, and the query grows with the patient, not the population."""
+    if drive:
+        return R.c.id.in_(select(t.c.resource_id).where(t.c.resource_type == rtype, t.c.param == param, cond))
+    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == param, cond)
 
 
-def _condition(rtype: str, name: str, modifier: str | None, value: str) -> ColumnElement[bool]:
+# Which filter drives a query: the likely most selective kind first.
+_DRIVE_RANK = {"_id": 0, sp.REFERENCE: 1, sp.STRING: 2, sp.TOKEN: 3, sp.DATE: 4, "_lastUpdated": 5}
+
+
+def _rank(rtype: str, name: str, modifier: str | None) -> int:
+    if name in _DRIVE_RANK:
+        return _DRIVE_RANK[name]
+    if modifier in ("missing", "not"):
+        return 9
+    kind = sp.BY_NAME[rtype][name].kind
+    if name == "identifier":
+        return 1
+    return _DRIVE_RANK[kind]
+
+
+def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: bool = True) -> ColumnElement[bool]:
     values = value.split(",")
     if name == "_id":
         return R.c.id.in_(values)
@@ -175,8 +194,9 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(and_(*c))
             else:
                 ors.append(t.c.code == v)
-        sub = _ids(t, rtype, stored, or_(*ors))
-        return R.c.id.not_in(sub) if modifier == "not" else R.c.id.in_(sub)
+        if modifier == "not":
+            return ~_match(t, rtype, stored, or_(*ors), drive=False)
+        return _match(t, rtype, stored, or_(*ors), drive)
     if p.kind == sp.STRING:
         t = IDX_STRING
         ors = []
@@ -188,11 +208,11 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
                 ors.append(t.c.value.contains(n, autoescape=True))
             else:
                 ors.append(t.c.value.startswith(n, autoescape=True))
-        return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
+        return _match(t, rtype, stored, or_(*ors), drive)
     if p.kind == sp.DATE:
         t = IDX_DATE
         ors = [_date_cond(t.c.low, t.c.high, *_date_bounds(name, v)) for v in values]
-        return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
+        return _match(t, rtype, stored, or_(*ors), drive)
     # reference
     t = IDX_REF
     ors = []
@@ -206,14 +226,16 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str) -> Colum
             ors.append(and_(t.c.target_type == "Patient", t.c.target_id == v))
         else:
             ors.append(t.c.target_id == v)
-    return R.c.id.in_(_ids(t, rtype, stored, or_(*ors)))
+    return _match(t, rtype, stored, or_(*ors), drive)
 
 
 def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:
     """SELECT of matching current resources (type, id), before sorting and paging."""
     stmt = select(R.c.id).where(R.c.resource_type == q.resource_type, R.c.deleted.is_(False))
-    for name, modifier, value in q.filters:
-        stmt = stmt.where(_condition(q.resource_type, name, modifier, value))
+    order = sorted(range(len(q.filters)), key=lambda i: _rank(q.resource_type, *q.filters[i][:2]))
+    for n, i in enumerate(order):
+        name, modifier, value = q.filters[i]
+        stmt = stmt.where(_condition(q.resource_type, name, modifier, value, drive=n == 0))
     if patient_ids is not None:
         stmt = stmt.where(R.c.patient_id.in_(patient_ids) if patient_ids else false())
     return stmt
