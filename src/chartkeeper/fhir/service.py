@@ -1,10 +1,9 @@
 """The record service: the only entry point the REST API, the web pages and the CLI use.
 
-Every operation (1) asks the one policy function whether this principal may do this to this
-patient's data, (2) does the work in the store, and (3) appends the audit entry. A write's audit entry
-commits in the write's own transaction, with the data or not at all. A read's entry is committed
-(grouped with concurrent readers' entries, ``audit.record_committed``) before the data is returned;
-if it cannot be written the read fails. Either way no data leaves without a durable audit entry.
+Every operation runs in one database transaction that (1) asks the one policy function whether this
+principal may do this to this patient's data, (2) does the work in the store, and (3) appends the
+audit entry. The audit entry commits with the data or not at all, so no data leaves without its
+audit entry being durable.
 
 A ``principal`` of ``None`` means auth and audit are switched off (benchmarks measuring their cost
 only; ``Settings.auth_enabled``). Every interface passes a real principal.
@@ -57,14 +56,6 @@ class RecordService:
                      resource_id=resource_id, patient_id=patient_id, detail=detail,
                      client_address=principal.client_address)
 
-    def audit_read(self, principal: Principal | None, entries: list[tuple[Action | str, dict[str, Any]]]) -> None:
-        """Audit entries of a read, committed (with other readers' entries) before the data is returned."""
-        if principal is None or not entries:
-            return
-        audit.record_committed(self.db, [
-            ((principal, str(action), kw.pop("outcome", "success")), {**kw, "client_address": principal.client_address})
-            for action, kw in entries])
-
     def _visible(self, conn: Connection, principal: Principal | None, action: Action,
                  items: Iterable[Stored]) -> list[Stored]:
         """Drop what this principal may not see: types outside its role, restricted patients."""
@@ -76,51 +67,44 @@ class RecordService:
         ok = policy.visible_patients(conn, principal, pids) if pids else set()
         return [s for s in items if s.patient_id is None or s.patient_id in ok]
 
-    @staticmethod
-    def _access_entries(action: Action, items: Sequence[Stored],
-                        detail: str | None = None) -> list[tuple[Action | str, dict[str, Any]]]:
+    def _audit_access(self, conn: Connection, principal: Principal | None, action: Action,
+                      items: Sequence[Stored], detail: str | None = None) -> None:
         """One audit entry per patient whose data was returned (and one if none was)."""
+        if principal is None:
+            return
         by_patient: dict[str | None, list[Stored]] = {}
         for s in items:
             by_patient.setdefault(s.patient_id, []).append(s)
         if not by_patient:
             by_patient[None] = []
-        out: list[tuple[Action | str, dict[str, Any]]] = []
         for pid, group in by_patient.items():
             if len(group) == 1:
-                out.append((action, {"resource_type": group[0].resource_type, "resource_id": group[0].id,
-                                     "patient_id": pid, "detail": detail}))
+                self.audit(conn, principal, action, resource_type=group[0].resource_type,
+                           resource_id=group[0].id, patient_id=pid, detail=detail)
             else:
                 types = sorted({g.resource_type for g in group})
-                out.append((action, {"resource_type": types[0] if len(types) == 1 else None, "patient_id": pid,
-                                     "detail": (detail + "; " if detail else "") + f"{len(group)} resources"}))
-        return out
-
-    def _audit_access(self, conn: Connection, principal: Principal | None, action: Action,
-                      items: Sequence[Stored], detail: str | None = None) -> None:
-        """The same entries, written in the caller's (write) transaction."""
-        for act, kw in self._access_entries(action, items, detail):
-            self.audit(conn, principal, act, **kw)
+                self.audit(conn, principal, action, resource_type=types[0] if len(types) == 1 else None,
+                           patient_id=pid, detail=(detail + "; " if detail else "") + f"{len(group)} resources")
 
     # --- single resources -------------------------------------------------------------------------
 
     def read(self, principal: Principal | None, rtype: str, rid: str) -> Stored:
         self._known(rtype)
-        with self.db.read() as conn:
+        with self.db.begin() as conn:
             stored = self.store.read(conn, rtype, rid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
-        self.audit_read(principal, [(Action.READ, {"resource_type": rtype, "resource_id": rid,
-                                                   "patient_id": stored.patient_id})])
-        return stored
+            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
+                       patient_id=stored.patient_id)
+            return stored
 
     def vread(self, principal: Principal | None, rtype: str, rid: str, vid: int) -> Stored:
         self._known(rtype)
-        with self.db.read() as conn:
+        with self.db.begin() as conn:
             stored = self.store.vread(conn, rtype, rid, vid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
-        self.audit_read(principal, [(Action.READ, {"resource_type": rtype, "resource_id": rid,
-                                                   "patient_id": stored.patient_id, "detail": f"version {vid}"})])
-        return stored
+            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
+                       patient_id=stored.patient_id, detail=f"version {vid}")
+            return stored
 
     def create(self, principal: Principal | None, resource: Any, *, if_none_exist: str | None = None) -> tuple[WriteResult, bool]:
         """Create; with ``if_none_exist`` (conditional create) an existing match is returned instead.
@@ -202,7 +186,7 @@ class RecordService:
                 count: int = 100, offset: int = 0) -> tuple[list[Stored], int]:
         if rtype:
             self._known(rtype)
-        with self.db.read() as conn:
+        with self.db.begin() as conn:
             if rid and rtype:
                 current = self.store.history(conn, rtype, rid, count=1)
                 if not current:
@@ -213,34 +197,33 @@ class RecordService:
             items = self.store.history(conn, rtype, rid, count=count, offset=offset)
             total = self.store.history_count(conn, rtype, rid)
             visible = self._visible(conn, principal, Action.HISTORY, items)
-        self.audit_read(principal, self._access_entries(Action.HISTORY, visible, detail="history"))
-        return visible, total
+            self._audit_access(conn, principal, Action.HISTORY, visible, detail="history")
+            return visible, total
 
     # --- search -----------------------------------------------------------------------------------
 
     def search(self, principal: Principal | None, rtype: str, params: list[tuple[str, str]]) -> search.SearchResult:
         self._known(rtype)
         q = search.parse(rtype, params)
-        with self.db.read() as conn:
+        with self.db.begin() as conn:
             if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
                 self.authorize(conn, principal, Action.SEARCH, rtype, None)
             result = search.run(conn, self.store, q)
             result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
             result.included = self._visible(conn, principal, Action.READ, result.included)
-        self.audit_read(principal, self._access_entries(Action.SEARCH, [*result.matches, *result.included],
-                                                        detail=f"{rtype} search"))
-        return result
+            self._audit_access(conn, principal, Action.SEARCH, [*result.matches, *result.included],
+                               detail=f"{rtype} search")
+            return result
 
     def everything(self, principal: Principal | None, patient_id: str) -> list[Stored]:
-        with self.db.read() as conn:
+        with self.db.begin() as conn:
             patient = self.store.read(conn, "Patient", patient_id)
             self.authorize(conn, principal, Action.READ, "Patient", patient.patient_id or patient_id, patient_id)
             items = search.everything(conn, self.store, patient_id)
             visible = self._visible(conn, principal, Action.READ, items)
-        self.audit_read(principal, [(Action.READ, {"resource_type": "Patient", "resource_id": patient_id,
-                                                   "patient_id": patient_id,
-                                                   "detail": f"$everything: {len(visible)} resources"})])
-        return visible
+            self.audit(conn, principal, Action.READ, resource_type="Patient", resource_id=patient_id,
+                       patient_id=patient_id, detail=f"$everything: {len(visible)} resources")
+            return visible
 
     # --- bundles ----------------------------------------------------------------------------------
 
