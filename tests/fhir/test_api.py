@@ -236,3 +236,19 @@ def test_service_without_principal_is_only_for_benchmarks(db):
     svc = RecordService(db)
     res, _ = svc.create(None, patient())
     assert svc.read(None, "Patient", res.id).resource()["id"] == res.id
+
+
+def test_search_totals_never_count_restricted_patients(client, tokens, db):
+    hidden = post(client, "/fhir/Patient", patient(family="Hidden", mrn="H1")).json()["id"]
+    for _ in range(3):
+        post(client, "/fhir/Observation", obs(hidden))
+    shown = post(client, "/fhir/Patient", patient(family="Shown", mrn="S1")).json()["id"]
+    post(client, "/fhir/Observation", obs(shown))
+    with db.begin() as c:
+        grants.restrict_patient(c, Principal.system("test"), hidden, "staff")
+    coder = as_role(tokens, "coder")
+    b = client.get("/fhir/Observation?code=4548-4", headers=coder).json()
+    assert b["total"] == 1 and len(b["entry"]) == 1
+    assert client.get("/fhir/Patient?family=hidden", headers=coder).json()["total"] == 0
+    # A system job still counts them.
+    assert RecordService(db).search(Principal.system("test"), "Observation", [("code", "4548-4")]).total == 4

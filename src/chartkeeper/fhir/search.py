@@ -33,6 +33,9 @@ class SearchResult:
     included: list[Stored] = field(default_factory=list)
     offset: int = 0
     count: int = DEFAULT_COUNT
+    # Patient searches: how many more patients matched whose records are restricted for this user
+    # (no ids, nothing else: the technician is told to break the glass from the chart).
+    restricted: int = 0
 
 
 @dataclass
@@ -229,8 +232,9 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: b
     return _match(t, rtype, stored, or_(*ors), drive)
 
 
-def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:
-    """SELECT of matching current resources (type, id), before sorting and paging."""
+def build(q: Query, *, patient_ids: set[str] | None = None, hidden: set[str] | None = None) -> Select[Any]:
+    """SELECT of matching current resources (type, id), before sorting and paging. ``hidden``:
+    patients whose compartments must not show (restricted, for this user), counts included."""
     stmt = select(R.c.id).where(R.c.resource_type == q.resource_type, R.c.deleted.is_(False))
     order = sorted(range(len(q.filters)), key=lambda i: _rank(q.resource_type, *q.filters[i][:2]))
     for n, i in enumerate(order):
@@ -238,6 +242,8 @@ def build(q: Query, *, patient_ids: set[str] | None = None) -> Select[Any]:
         stmt = stmt.where(_condition(q.resource_type, name, modifier, value, drive=n == 0))
     if patient_ids is not None:
         stmt = stmt.where(R.c.patient_id.in_(patient_ids) if patient_ids else false())
+    if hidden:
+        stmt = stmt.where(or_(R.c.patient_id.is_(None), R.c.patient_id.not_in(sorted(hidden))))
     return stmt
 
 
@@ -261,9 +267,11 @@ def _order(q: Query, stmt: Select[Any]) -> Select[Any]:
     return stmt.order_by(*orders)
 
 
-def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] | None = None) -> SearchResult:
-    """Run a parsed query. ``patient_ids`` limits results to those patients' compartments."""
-    base = build(q, patient_ids=patient_ids)
+def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] | None = None,
+        hidden: set[str] | None = None) -> SearchResult:
+    """Run a parsed query. ``patient_ids`` limits results to those patients' compartments;
+    ``hidden`` leaves those patients' compartments out."""
+    base = build(q, patient_ids=patient_ids, hidden=hidden)
     total = -1
     if q.total:
         total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from chartkeeper.db import Database
 from chartkeeper.fhir import bundles, search
@@ -55,6 +55,10 @@ class RecordService:
         audit.record(conn, principal, str(action), outcome, resource_type=resource_type,
                      resource_id=resource_id, patient_id=patient_id, detail=detail,
                      client_address=principal.client_address)
+
+    @staticmethod
+    def _hidden(conn: Connection, principal: Principal | None) -> set[str] | None:
+        return policy.hidden_patients(conn, principal) if principal is not None else None
 
     def _visible(self, conn: Connection, principal: Principal | None, action: Action,
                  items: Iterable[Stored]) -> list[Stored]:
@@ -208,12 +212,27 @@ class RecordService:
         with self.db.begin() as conn:
             if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
                 self.authorize(conn, principal, Action.SEARCH, rtype, None)
-            result = search.run(conn, self.store, q)
+            hidden = self._hidden(conn, principal)
+            result = search.run(conn, self.store, q, hidden=hidden)
+            if hidden and rtype == "Patient":
+                result.restricted = int(conn.execute(select(func.count()).select_from(
+                    search.build(q, patient_ids=hidden).subquery())).scalar_one())
             result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
             result.included = self._visible(conn, principal, Action.READ, result.included)
             self._audit_access(conn, principal, Action.SEARCH, [*result.matches, *result.included],
                                detail=f"{rtype} search")
             return result
+
+    def identifier_taken(self, principal: Principal | None, rtype: str, system: str, value: str) -> bool:
+        """Whether any current resource (restricted patients included) has this identifier: for
+        keeping MRNs unique at registration. Answers yes or no, nothing else; audited."""
+        self._known(rtype)
+        q = search.parse(rtype, [("identifier", f"{system}|{value}"), ("_count", "0")])
+        with self.db.begin() as conn:
+            self.authorize(conn, principal, Action.CREATE, rtype, None)
+            taken = search.run(conn, self.store, q).total > 0
+            self.audit(conn, principal, "identifier-check", resource_type=rtype, detail="uniqueness check")
+            return taken
 
     def everything(self, principal: Principal | None, patient_id: str) -> list[Stored]:
         with self.db.begin() as conn:
@@ -263,7 +282,7 @@ class RecordService:
                 q = search.parse(rtype, params)
                 if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
                     self.authorize(conn, principal, Action.SEARCH, rtype, None)
-                result = search.run(conn, self.store, q)
+                result = search.run(conn, self.store, q, hidden=self._hidden(conn, principal))
                 result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
                 self._audit_access(conn, principal, Action.SEARCH, result.matches, detail="batch search")
                 return {"resourceType": "Bundle", "type": "searchset", "total": result.total,

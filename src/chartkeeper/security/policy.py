@@ -310,6 +310,17 @@ def _team_or_grant(conn: Connection, user_id: str, patient_id: str) -> bool:
     return granted is not None
 
 
+def hidden_patients(conn: Connection, principal: Principal) -> set[str]:
+    """Restricted patients this principal may not see: excluded inside search queries, so that
+    totals and paging never reveal them. (Restricted patients are few: one small query.)"""
+    if principal.is_system:
+        return set()
+    restricted = {r[0] for r in conn.execute(select(_restr.c.patient_id))}
+    if not restricted:
+        return set()
+    return restricted - visible_patients(conn, principal, restricted)
+
+
 def visible_patients(conn: Connection, principal: Principal, patient_ids: Iterable[str]) -> set[str]:
     """Which of these patients the principal may see under the restricted-patient rule.
 

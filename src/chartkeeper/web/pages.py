@@ -698,7 +698,7 @@ async def patients_search(request: Request) -> Response:
         else:
             rows = [_patient_row(s) for s in res.matches]
             total = res.total
-            hidden = max(0, min(SEARCH_LIMIT, res.total) - len(rows))
+            hidden = res.restricted
     return render(
         request,
         "patients.html",
@@ -1238,7 +1238,7 @@ async def register_submit(request: Request) -> Response:
 
 
 def _mrn_taken(svc: RecordService, p: Principal, mrn: str) -> bool:
-    return svc.search(p, "Patient", [("identifier", f"{forms.MRN_SYSTEM}|{mrn}"), ("_count", "0")]).total > 0
+    return svc.identifier_taken(p, "Patient", forms.MRN_SYSTEM, mrn)
 
 
 def _new_mrn(svc: RecordService, p: Principal) -> str:
