@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The identifier system of this facility's medical record numbers (Patient.identifier.system).
+MRN_SYSTEM = "https://chartkeeper.example.org/mrn"
+
 
 def _default_db_url() -> str:
     return f"sqlite:///{Path('var') / 'chartkeeper.db'}"

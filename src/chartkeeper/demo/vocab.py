@@ -24,7 +24,8 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 UCUM = "http://unitsofmeasure.org"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 NUCC = "http://nucc.org/provider-taxonomy"
-MRN_SYSTEM = "https://chartkeeper.example.org/mrn"
+from chartkeeper.config import MRN_SYSTEM  # noqa: E402,F401 - one place for the facility MRN system
+
 CK_DOC_CATEGORY = "https://chartkeeper.example.org/fhir/CodeSystem/document-category"
 CK_DOC_TYPE = "https://chartkeeper.example.org/fhir/CodeSystem/document-type"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"

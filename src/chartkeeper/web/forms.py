@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+# Code systems (FHIR R4 canonical URIs).
+from chartkeeper.config import MRN_SYSTEM  # noqa: E402,F401 - one place for the facility MRN system
 from chartkeeper.fhir.errors import Issue
 
-# Code systems (FHIR R4 canonical URIs).
-MRN_SYSTEM = "https://chartkeeper.example.org/mrn"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
