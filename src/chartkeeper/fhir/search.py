@@ -273,11 +273,16 @@ def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] |
     ``hidden`` leaves those patients' compartments out."""
     base = build(q, patient_ids=patient_ids, hidden=hidden)
     total = -1
-    if q.total:
-        total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
     matches: list[Stored] = []
+    ids: list[str] = []
     if q.count:
         ids = [r.id for r in conn.execute(_order(q, base).limit(q.count).offset(q.offset))]
+    if q.total:
+        if q.count and len(ids) < q.count and (ids or q.offset == 0):
+            total = q.offset + len(ids)  # the last page: the count needs no second query
+        else:
+            total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+    if q.count:
         if ids:
             rows = {s.id: s for s in store.read_many(conn, [(q.resource_type, i) for i in ids])}
             matches = [rows[i] for i in ids if i in rows]
