@@ -214,7 +214,12 @@ def transaction(conn: Connection, store: FhirStore, bundle: object, *, author: s
     written: list[WriteResult] = []
     for p in sorted(plans, key=lambda x: (_ORDER[x.method], x.index)):
         if p.method == "DELETE":
-            current = store.read(conn, p.resource_type, p.id or "") if store.exists(conn, p.resource_type, p.id or "") else None
+            try:
+                current: Stored | None = store.read(conn, p.resource_type, p.id or "")
+            except FhirError as err:  # absent or already deleted: deleting again changes nothing
+                if err.status not in (404, 410):
+                    raise
+                current = None
             authorize("delete", p.resource_type, current.patient_id if current else None, p.id)
             res = store.delete(conn, p.resource_type, p.id or "", author=author)
             if res and res.outcome == "deleted":

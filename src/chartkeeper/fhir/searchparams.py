@@ -489,24 +489,6 @@ def values(resource: dict[str, Any], param: Param) -> list[Any]:
     return out
 
 
-def tokens(v: Any) -> Iterator[tuple[str, str]]:
-    """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""
-    if isinstance(v, str):
-        yield "", v
-    elif isinstance(v, bool):
-        yield "", "true" if v else "false"
-    elif isinstance(v, dict):
-        coding = v.get("coding")
-        if coding is not None:
-            for c in coding:
-                if isinstance(c, dict) and c.get("code"):
-                    yield c.get("system") or "", str(c["code"])
-        elif "code" in v and isinstance(v["code"], str):
-            yield v.get("system") or "", v["code"]
-        elif "value" in v and isinstance(v["value"], str):
-            yield v.get("system") or "", v["value"]
-
-
 def dates(v: Any) -> Iterator[tuple[str, str]]:
     if isinstance(v, str):
         r = date_range(v)
@@ -521,18 +503,6 @@ def dates(v: Any) -> Iterator[tuple[str, str]]:
             yield (lo[0] if lo else "0001-01-01T00:00:00"), (hi[1] if hi else "9999-12-31T23:59:59")
 
 
-def strings(v: Any) -> Iterator[str]:
-    if isinstance(v, str):
-        yield normalize_string(v)
-
-
-def references(v: Any) -> Iterator[tuple[str, str]]:
-    if isinstance(v, dict):
-        ref = parse_reference(v.get("reference"))
-        if ref:
-            yield ref
-
-
 @dataclass
 class IndexRows:
     tokens: list[tuple[str, str, str]]  # param, system, code
@@ -542,6 +512,7 @@ class IndexRows:
 
 
 def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
+    """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""
     cls = v.__class__
     if cls is str:
         out.append(("", v))
@@ -566,8 +537,8 @@ def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
 
 
 def extract(resource: dict[str, Any]) -> IndexRows:
-    """The index rows of one resource (duplicates within a parameter dropped). The same rules as
-    ``tokens``/``strings``/``dates``/``references``, written flat: this runs for every write."""
+    """The index rows of one resource (duplicates within a parameter dropped), written flat: this
+    runs for every write."""
     rows = IndexRows([], [], [], [])
     for p in STORED.get(resource.get("resourceType", ""), ()):
         vals = values(resource, p)

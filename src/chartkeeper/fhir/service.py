@@ -20,7 +20,7 @@ from chartkeeper.db import Database
 from chartkeeper.fhir import bundles, search
 from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError
-from chartkeeper.fhir.store import FhirStore, IngestStats, Prepared, Stored, WriteResult
+from chartkeeper.fhir.store import FhirStore, IngestStats, Prepared, Stored, WriteResult, new_id
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action, Denied
 from chartkeeper.security.principal import Principal
@@ -161,8 +161,6 @@ class RecordService:
                 raise FhirError(422, issues=issues)
             pid = sp.patient_of({**resource, "id": rid or "new"}) if resource["resourceType"] != "Patient" else rid
             self.authorize(conn, principal, action, resource["resourceType"], pid, rid)
-        from chartkeeper.fhir.store import new_id
-
         results = self.store.write_many(conn, [(r, rid or new_id(), if_match) for r, rid in items],
                                         author=principal.user_id if principal else None, mode=mode,
                                         validated=True)

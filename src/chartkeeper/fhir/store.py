@@ -235,11 +235,6 @@ class FhirStore:
             raise gone(rtype, rid)
         return Stored(rtype, rid, row.version_id, row.last_updated, False, row.content, row.patient_id)
 
-    def exists(self, conn: Connection, rtype: str, rid: str) -> bool:
-        return conn.execute(
-            select(R.c.id).where(R.c.resource_type == rtype, R.c.id == rid, R.c.deleted.is_(False))
-        ).first() is not None
-
     def vread(self, conn: Connection, rtype: str, rid: str, vid: int) -> Stored:
         row = conn.execute(
             select(V, R.c.patient_id)
