@@ -14,6 +14,7 @@ from chartkeeper.db.base import metadata
 MODEL_MODULES = [
     "chartkeeper.fhir.models",
     "chartkeeper.security.models",
+    "chartkeeper.completion.models",
 ]
 
 

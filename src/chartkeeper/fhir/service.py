@@ -11,7 +11,8 @@ only; ``Settings.auth_enabled``). Every interface passes a real principal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -26,6 +27,35 @@ from chartkeeper.security.policy import Action, Denied
 from chartkeeper.security.principal import Principal
 
 
+@dataclass(frozen=True)
+class Change:
+    """One written resource, as write listeners see it: the content after the write, or for a
+    delete the content before it."""
+    resource_type: str
+    id: str
+    outcome: str  # created | updated | deleted
+    content: str | None
+    patient_id: str | None
+
+
+# Called in the writer's transaction after every write: (connection, changes, bulk). ``bulk`` is True
+# for imports, where a listener should queue work rather than do it inline. Domain modules register
+# here (chart completion re-analyses an encounter when its documents change).
+WriteListener = Callable[[Connection, list[Change], bool], None]
+_LISTENERS: list[WriteListener] = []
+
+
+def add_write_listener(fn: WriteListener) -> WriteListener:
+    if fn not in _LISTENERS:
+        _LISTENERS.append(fn)
+    return fn
+
+
+def _load_domains() -> None:
+    """Import the domain modules that listen to record writes (once; imports are cached)."""
+    import chartkeeper.completion.service  # noqa: F401
+
+
 def _denied(err: Denied) -> FhirError:
     return FhirError(err.status, err.message, code="forbidden" if err.status == 403 else "not-found")
 
@@ -34,6 +64,26 @@ class RecordService:
     def __init__(self, db: Database, store: FhirStore | None = None) -> None:
         self.db = db
         self.store = store or FhirStore()
+        _load_domains()
+
+    @staticmethod
+    def notify(conn: Connection, results: Iterable[WriteResult], *, bulk: bool = False,
+               deleted: dict[tuple[str, str], Stored] | None = None) -> None:
+        """Tell the write listeners what changed (in the same transaction)."""
+        if not _LISTENERS:
+            return
+        changes = []
+        for r in results:
+            if r.outcome == "unchanged":
+                continue
+            content = r.content
+            if r.outcome == "deleted" and deleted:
+                old = deleted.get((r.resource_type, r.id))
+                content = old.content if old else None
+            changes.append(Change(r.resource_type, r.id, r.outcome, content, r.patient_id))
+        if changes:
+            for fn in list(_LISTENERS):
+                fn(conn, changes, bulk)
 
     # --- the policy + audit pair ------------------------------------------------------------------
 
@@ -167,6 +217,7 @@ class RecordService:
         for res in results:
             self.audit(conn, principal, action, resource_type=res.resource_type, resource_id=res.id,
                        patient_id=res.patient_id, detail=f"version {res.version_id}")
+        self.notify(conn, results)
         return results
 
     def delete(self, principal: Principal | None, rtype: str, rid: str) -> WriteResult | None:
@@ -182,6 +233,8 @@ class RecordService:
             res = self.store.delete(conn, rtype, rid, author=principal.user_id if principal else None)
             self.audit(conn, principal, Action.DELETE, resource_type=rtype, resource_id=rid,
                        patient_id=old.patient_id)
+            if res is not None:
+                self.notify(conn, [res], deleted={(rtype, rid): old})
             return res
 
     def history(self, principal: Principal | None, rtype: str | None, rid: str | None = None, *,
@@ -259,7 +312,18 @@ class RecordService:
                        (Action.CREATE if res.version_id == 1 else Action.UPDATE),
                        resource_type=res.resource_type, resource_id=res.id, patient_id=res.patient_id,
                        detail=f"transaction; version {res.version_id}")
+        self._notify_bundle(conn, written)
         return resp, written
+
+    def _notify_bundle(self, conn: Connection, written: list[WriteResult]) -> None:
+        gone = [(w.resource_type, w.id) for w in written if w.outcome == "deleted"]
+        deleted = {}
+        for rtype, rid in gone:
+            prior = self.store.history(conn, rtype, rid, count=2)
+            before = next((h for h in prior if not h.deleted), None)
+            if before is not None:
+                deleted[(rtype, rid)] = before
+        self.notify(conn, written, deleted=deleted)
 
     def transaction(self, principal: Principal | None, bundle: Any) -> dict[str, Any]:
         with self.db.begin() as conn:
@@ -294,14 +358,17 @@ class RecordService:
                 self.audit(conn, principal, Action.CREATE if res.version_id == 1 else Action.UPDATE,
                            resource_type=res.resource_type, resource_id=res.id, patient_id=res.patient_id,
                            detail="batch")
+            self._notify_bundle(conn, written)
             return resp
 
     # --- bulk import ------------------------------------------------------------------------------
 
     def ingest(self, conn: Connection, principal: Principal, resources: Sequence[dict[str, Any] | Prepared], *,
-               validated: bool = False, source: str | None = None) -> IngestStats:
+               validated: bool = False, source: str | None = None, audit_action: str = "import",
+               bulk: bool = True) -> IngestStats:
         """Import planned resources (ids kept) in the caller's transaction: policy per type and
-        patient, one audit entry per patient touched."""
+        patient, one audit entry per patient touched. Listeners hear of it as a bulk change unless
+        ``bulk`` is False."""
         pairs = {(r.rtype, r.patient_id) if isinstance(r, Prepared) else (r["resourceType"], sp.patient_of(r))
                  for r in resources}
         for rtype, pid in sorted(pairs, key=lambda x: (x[0], x[1] or "")):
@@ -312,8 +379,9 @@ class RecordService:
             if res.outcome != "unchanged":
                 changed[res.patient_id] = changed.get(res.patient_id, 0) + 1
         for pid, n in changed.items():
-            self.audit(conn, principal, "import", patient_id=pid,
+            self.audit(conn, principal, audit_action, patient_id=pid,
                        detail=f"{n} resources written" + (f" from {source}" if source else ""))
+        self.notify(conn, results, bulk=bulk)
         return stats
 
     @staticmethod

@@ -167,6 +167,19 @@ _READ = (
 )
 
 
+LOCKABLE = frozenset({"DocumentReference"})
+
+
+def is_signed_document(res: dict[str, Any]) -> bool:
+    """A DocumentReference authenticated by its author (docStatus final or amended, authenticator set)."""
+    return (res.get("resourceType") == "DocumentReference" and res.get("docStatus") in ("final", "amended")
+            and isinstance(res.get("authenticator"), dict))
+
+
+def _without(res: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in res.items() if k not in keys and k != "id"}
+
+
 def by_type(keys: Iterable[tuple[str, str]], size: int = 900) -> Iterator[tuple[str, list[str]]]:
     """Group (type, id) keys by type in chunks, for ``type = ? AND id IN (...)`` queries that use
     the primary key on every backend."""
@@ -264,6 +277,19 @@ class FhirStore:
                 found[(r.resource_type, r.id)] = Stored(r.resource_type, r.id, r.version_id, r.last_updated, False,
                                                         r.content, r.patient_id)
         return [found[k] for k in keys if k in found]
+
+    def referencing(self, conn: Connection, rtype: str, param: str, targets: Iterable[tuple[str, str]]) -> list[Stored]:
+        """Current resources of ``rtype`` whose reference parameter ``param`` points at any of
+        ``targets`` ((type, id) pairs): e.g. every DocumentReference of a batch of encounters, in
+        one index query and one read per 500 targets. Unpaged: for domain jobs, not for the API."""
+        stored_as = searchparams.BY_NAME[rtype][param].stored_as
+        keys: list[tuple[str, str]] = []
+        for ttype, ids in by_type(targets, 500):
+            rows = conn.execute(select(IDX_REF.c.resource_id).where(
+                IDX_REF.c.resource_type == rtype, IDX_REF.c.param == stored_as,
+                IDX_REF.c.target_id.in_(ids), IDX_REF.c.target_type == ttype))
+            keys.extend((rtype, r[0]) for r in rows)
+        return self.read_many(conn, keys)
 
     def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
                 since: datetime | None = None, count: int = 100, offset: int = 0) -> list[Stored]:
@@ -374,6 +400,10 @@ class FhirStore:
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
+        if mode != "upsert":
+            self._check_locked(conn, [p for p in prepared if p.rtype in LOCKABLE and (p.rtype, p.rid) in current
+                                      and not current[(p.rtype, p.rid)].deleted])
+
         results: list[WriteResult] = []
         db_now = _db_value(conn, R.c.last_updated, now)
         new_rows: list[tuple[Any, ...]] = []
@@ -444,6 +474,24 @@ class FhirStore:
                                 code="conflict") from exc
         self._reindex(conn, reindex, [m[0] for m in moved])
         return results
+
+    def _check_locked(self, conn: Connection, items: list[Prepared]) -> None:
+        """A signed (authenticated) document is locked: its content never changes again. It may only
+        be retracted (status entered-in-error) or superseded; corrections are addenda, new documents
+        that point at it with relatesTo "appends". Bulk import (the source system) is exempt."""
+        if not items:
+            return
+        olds = {s.id: s.resource() for s in self.read_many(conn, [(p.rtype, p.rid) for p in items])}
+        for p in items:
+            old = olds.get(p.rid)
+            if old is None or not is_signed_document(old):
+                continue
+            new = orjson.loads(p.body)
+            if _without(new, "meta", "status", "text") != _without(old, "meta", "status", "text") \
+                    or new.get("status") not in ("current", "superseded", "entered-in-error"):
+                raise FhirError(409, f"{p.rtype}/{p.rid} is signed and locked: its content cannot change. "
+                                "Write an addendum instead: a new DocumentReference whose relatesTo has code "
+                                f"'appends' and target {p.rtype}/{p.rid}.", code="business-rule")
 
     def _reindex(self, conn: Connection, items: list[Prepared], replaced: list[Prepared]) -> None:
         if not items:

@@ -33,6 +33,8 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A physician's account is this Practitioner in the record: their deficiencies, their signature.
+    practitioner_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class LoginFailureRow(Base):

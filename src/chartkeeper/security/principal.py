@@ -35,6 +35,8 @@ class Principal:
     roles: frozenset[str]
     display_name: str = ""
     client_address: str | None = None
+    # The Practitioner this user is in the record (physicians): whose deficiencies, whose signature.
+    practitioner_id: str | None = None
 
     @staticmethod
     def system(name: str) -> Principal:

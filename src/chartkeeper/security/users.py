@@ -51,9 +51,11 @@ class User:
     active: bool
     created_at: datetime
     locked_until: datetime | None
+    practitioner_id: str | None = None
 
     def principal(self, client_address: str | None = None) -> Principal:
-        return Principal(self.id, self.username, self.roles, self.display_name, client_address)
+        return Principal(self.id, self.username, self.roles, self.display_name, client_address,
+                         practitioner_id=self.practitioner_id)
 
 
 def _roles_text(roles: Iterable[str]) -> str:
@@ -70,6 +72,7 @@ def _user(row: object) -> User:
         active=bool(m["active"]),
         created_at=m["created_at"],
         locked_until=m["locked_until"],
+        practitioner_id=m["practitioner_id"],
     )
 
 
@@ -81,6 +84,7 @@ _USER_COLS = [
     _users.c.active,
     _users.c.created_at,
     _users.c.locked_until,
+    _users.c.practitioner_id,
 ]
 
 
@@ -200,6 +204,19 @@ def set_roles(conn: Connection, user_id: str, roles: Iterable[str], *, actor: Pr
         resource_id=user_id,
         detail=f"roles: {_roles_text(u.roles) or '-'} -> {_roles_text(role_set) or '-'}",
     )
+    return _existing(conn, user_id)
+
+
+def link_practitioner(conn: Connection, user_id: str, practitioner_id: str | None, *, actor: Principal) -> User:
+    """Say which Practitioner in the record this user is (a physician's deficiencies and signature),
+    or unlink with None. The caller checks that the Practitioner exists."""
+    _require(conn, actor, Action.UPDATE, user_id)
+    u = _existing(conn, user_id)
+    if practitioner_id is not None and not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", practitioner_id):
+        raise UserError("The practitioner id must be a FHIR id: 1 to 64 letters, digits, '-' or '.'.")
+    conn.execute(update(_users).where(_users.c.id == user_id).values(practitioner_id=practitioner_id))
+    audit.record(conn, actor, "user.link_practitioner", "success", resource_type="UserAccount", resource_id=user_id,
+                 detail=f"practitioner: {u.practitioner_id or '-'} -> {practitioner_id or '-'}")
     return _existing(conn, user_id)
 
 

@@ -2,13 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 18:48:17.807519
+Create Date: 2026-11-22 20:22:33.847412
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import chartkeeper.db.base
+
 
 revision = "0001"
 down_revision = None
@@ -69,6 +69,80 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_audit_log_user_at", ["user_id", "at"], unique=False)
 
+    op.create_table(
+        "completion_chart",
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("encounter_class", sa.String(length=16), nullable=False),
+        sa.Column("service", sa.String(length=200), nullable=False),
+        sa.Column("attending_id", sa.String(length=64), nullable=True),
+        sa.Column("admitted_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("discharged_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("analysed_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rules_version", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("encounter_id", name=op.f("pk_completion_chart")),
+    )
+    with op.batch_alter_table("completion_chart", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_completion_chart_discharged_at"), ["discharged_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_completion_chart_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
+        "completion_deficiency",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("rule_id", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=200), nullable=False),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("document_id", sa.String(length=64), nullable=True),
+        sa.Column("physician_id", sa.String(length=64), nullable=True),
+        sa.Column("due_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("opened_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("completed_how", sa.String(length=200), nullable=False),
+        sa.Column("waived_reason", sa.String(length=1000), nullable=False),
+        sa.Column("closed_by", sa.String(length=128), nullable=True),
+        sa.Column("response", sa.String(length=1000), nullable=False),
+        sa.Column("responded_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reassigned_by", sa.String(length=128), nullable=True),
+        sa.Column("escalated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_reminded_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rules_version", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_completion_deficiency")),
+        sa.UniqueConstraint("encounter_id", "rule_id", "subject", name="uq_completion_deficiency_key"),
+    )
+    with op.batch_alter_table("completion_deficiency", schema=None) as batch_op:
+        batch_op.create_index("ix_completion_deficiency_document", ["document_id"], unique=False)
+        batch_op.create_index("ix_completion_deficiency_status_due", ["status", "due_at"], unique=False)
+        batch_op.create_index("ix_completion_deficiency_status_physician", ["status", "physician_id"], unique=False)
+
+    op.create_table(
+        "completion_notification",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("physician_id", sa.String(length=64), nullable=True),
+        sa.Column("recipient", sa.String(length=320), nullable=False),
+        sa.Column("subject", sa.String(length=300), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("deficiencies", sa.Integer(), nullable=False),
+        sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("sent_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("error", sa.String(length=1000), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_completion_notification")),
+    )
+    with op.batch_alter_table("completion_notification", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_completion_notification_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_completion_notification_physician_id"), ["physician_id"], unique=False)
+
+    op.create_table(
+        "completion_pending",
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("queued_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("encounter_id", name=op.f("pk_completion_pending")),
+    )
     op.create_table(
         "fhir_idx_date",
         sa.Column("resource_type", sa.String(length=64), nullable=False),
@@ -241,14 +315,21 @@ def upgrade() -> None:
         sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("password_changed_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("locked_until", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("practitioner_id", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sec_user")),
         sa.UniqueConstraint("username", name=op.f("uq_sec_user_username")),
     )
+    with op.batch_alter_table("sec_user", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sec_user_practitioner_id"), ["practitioner_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("sec_user", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sec_user_practitioner_id"))
+
     op.drop_table("sec_user")
     with op.batch_alter_table("sec_session", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sec_session_user_id"))
@@ -297,6 +378,23 @@ def downgrade() -> None:
         batch_op.drop_index("ix_fhir_idx_date_lookup")
 
     op.drop_table("fhir_idx_date")
+    op.drop_table("completion_pending")
+    with op.batch_alter_table("completion_notification", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_completion_notification_physician_id"))
+        batch_op.drop_index(batch_op.f("ix_completion_notification_created_at"))
+
+    op.drop_table("completion_notification")
+    with op.batch_alter_table("completion_deficiency", schema=None) as batch_op:
+        batch_op.drop_index("ix_completion_deficiency_status_physician")
+        batch_op.drop_index("ix_completion_deficiency_status_due")
+        batch_op.drop_index("ix_completion_deficiency_document")
+
+    op.drop_table("completion_deficiency")
+    with op.batch_alter_table("completion_chart", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_completion_chart_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_completion_chart_discharged_at"))
+
+    op.drop_table("completion_chart")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_user_at")
         batch_op.drop_index("ix_audit_log_unsealed", postgresql_where=sa.text("seq IS NULL"), sqlite_where=sa.text("seq IS NULL"))

@@ -1,0 +1,1 @@
+"""Chart completion: deficiency analysis, physician work, delinquency (docs/user-guide/chart-completion.md)."""
