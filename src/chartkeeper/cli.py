@@ -41,6 +41,9 @@ def _register_subcommands() -> None:
         return
     app.add_typer(user_app, name="user", help="Manage users and roles.")
     app.add_typer(audit_app, name="audit", help="Verify and report the audit trail.")
+    from chartkeeper.completion.cli import completion_app
+
+    app.add_typer(completion_app, name="completion", help="Chart completion: deficiencies, reminders, rules.")
 
 
 @app.command("import")
@@ -66,10 +69,14 @@ def import_cmd(
         task = bar.add_task("", total=len(files))
         rep = run_import(records, cli_principal("import"), files,
                          progress=lambda done, total, name: bar.update(task, completed=done, description=name))
+    from chartkeeper.completion.cli import _service, run_pending
+
+    pending = run_pending(_service(None), cli_principal("completion"), quiet=as_json)
     elapsed = time.perf_counter() - started
     report_path = report or Path("var") / f"import-rejects-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
     write_report(rep, report_path)
-    out = rep.as_dict() | {"seconds": round(elapsed, 2), "report": str(report_path)}
+    out = rep.as_dict() | {"seconds": round(elapsed, 2), "report": str(report_path),
+                           "charts_analysed": pending.encounters}
     if as_json:
         print(json.dumps(out, indent=2))
     else:
@@ -125,7 +132,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
 @app.command()
 def demo(patients: int = typer.Option(200, help="How many people to generate."),
          seed: int = typer.Option(1, help="Random seed: the same seed gives the same population.")) -> None:
-    """Generate a deterministic synthetic population into the database (validated and audited)."""
+    """Generate a deterministic synthetic population into the database (validated and audited), whose
+    records end today, and analyse its charts for deficiencies."""
+    from datetime import date
+
+    from chartkeeper.completion.cli import _service, run_pending
     from chartkeeper.demo.load import load_population
 
     db = open_db()
@@ -133,11 +144,14 @@ def demo(patients: int = typer.Option(200, help="How many people to generate."),
     with Progress(TextColumn("[bold]demo population"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("", total=patients)
-        rep = load_population(db, patients, seed, progress=lambda n: bar.update(task, completed=n))
+        rep = load_population(db, patients, seed, today=date.today(),
+                              progress=lambda n: bar.update(task, completed=n))
         bar.update(task, completed=patients)
+    counts = run_pending(_service(None), cli_principal("completion"))
     secs = time.perf_counter() - started
     print(f"{rep.patients} people, {rep.resources} resources in {secs:.1f} s "
-          f"({rep.patients / secs:.0f} patients/s); {len(rep.rejects)} rejected")
+          f"({rep.patients / secs:.0f} patients/s); {len(rep.rejects)} rejected; "
+          f"{counts.encounters} charts analysed, {counts.opened} deficiencies open")
     for r in rep.rejects[:10]:
         print("  rejected:", r)
 
@@ -147,7 +161,7 @@ def demo_setup(patients: int = 200, seed: int = 1) -> None:
     """What `make demo` runs: schema, demo population (once), one demo user per role, the logins."""
     from sqlalchemy import func, select
 
-    from chartkeeper.demo.load import demo_users
+    from chartkeeper.demo.load import demo_users, link_demo_physician
     from chartkeeper.fhir.models import ResourceRow
 
     db = open_db()
@@ -159,6 +173,9 @@ def demo_setup(patients: int = 200, seed: int = 1) -> None:
     else:
         print(f"The database already holds {have} patients; not generating again.")
     logins = demo_users(db)
+    doc = link_demo_physician(db)
+    if doc:
+        print(f"The demo physician is Practitioner/{doc[0]} ({doc[1]}), who has the most open deficiencies.")
     t = Table(title="Demo logins (http://127.0.0.1:8000)")
     t.add_column("username")
     t.add_column("password")

@@ -118,6 +118,23 @@ TZ = "-05:00"
 
 MISSING_DISCHARGE_SUMMARY = 0.08
 UNSIGNED = 0.10
+# Paperwork older than this many days has mostly been completed (late, some of it) by today.
+RECENT_DAYS = 120
+UNSIGNED_OLD = 0.01
+MISSING_DISCHARGE_SUMMARY_OLD = 0.01
+LATE_SIGNATURE_OLD = 0.12  # signed 31-60 days after writing: delinquent at the time
+LATE_SUMMARY_OLD = 0.08  # discharge summary written 31-50 days after discharge
+LATE_HP = 0.04  # history and physical written 26-40 hours after admission
+MISSING_OPERATIVE = 0.03
+MISSING_PATHOLOGY = 0.03
+MISSING_CONSULT = 0.05
+SUMMARY_LACKS_ELEMENT = 0.05
+VERBAL_ORDER = 0.3  # share of stays with a verbal order
+VERBAL_LATE = 0.15  # verbal orders co-signed after 48 hours
+SURGICAL = ("http://snomed.info/sct", "387713003", "Surgical procedure")
+CONSULTATION = ("http://snomed.info/sct", "11429006", "Consultation")
+DOC_TYPE_LOCAL = "https://chartkeeper.org/fhir/CodeSystem/document-type"
+SIGNATURE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1", "display": "Author's Signature"}
 DUPLICATE = 0.03
 CANCER_BY_AGE = ((30, 0.03), (45, 0.09), (65, 0.16))
 BCC = 0.008
@@ -125,7 +142,6 @@ BENIGN_BIOPSY = 0.01
 IN_HOSPITAL_NOW = 0.015
 
 DIAGNOSIS_ROLE = "http://terminology.hl7.org/CodeSystem/diagnosis-role"
-_T0 = TODAY.toordinal()
 _PERSON_STRIDE = 1_000_003
 
 # --------------------------------------------------------------------------------------------------
@@ -192,6 +208,9 @@ _CLASS = {
     "AMB": {"system": V3_ACTCODE, "code": "AMB", "display": "ambulatory"},
     "EMER": {"system": V3_ACTCODE, "code": "EMER", "display": "emergency"},
 }
+# Discharge summary sections the required-elements rule looks for, by element name.
+_OMIT = {"DISCHARGE DIAGNOSES": "final_diagnoses", "PROCEDURES": "procedures", "DISPOSITION": "disposition",
+         "DISCHARGE MEDICATIONS": "discharge_medications", "FOLLOW-UP": "follow_up"}
 _DISPO = {
     "home": "Home", "snf": "Skilled nursing facility", "rehab": "Rehabilitation", "exp": "Expired", "hosp": "Hospice",
 }
@@ -222,9 +241,11 @@ _LUNG_CHEMO = {"Adenocarcinoma": ("carboplatin", "pemetrexed"), "Squamous cell c
 class _Shared:
     """The hospital, its clinic, staff and locations (drawn from the seed alone)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, today: date = TODAY) -> None:
         def new_id() -> str:
             return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+        self.t0 = today.toordinal()
 
         self.resources: list[dict[str, Any]] = []
         addr = {"line": ["1200 Medical Center Drive"], "city": "Columbus", "district": "Franklin County", "state": "OH",
@@ -302,6 +323,13 @@ class _Truth:
         self.unsigned_documents: list[str] = []
         self.missing_discharge_summaries: list[str] = []
         self.deceased: list[str] = []
+        self.late_signatures: list[str] = []  # DocumentReference ids signed after their limit
+        self.late_hp: list[str] = []  # Encounter ids
+        self.missing_operative_reports: list[str] = []  # Procedure ids
+        self.missing_pathology_reports: list[str] = []  # Specimen ids
+        self.missing_consult_reports: list[str] = []  # ServiceRequest ids
+        self.incomplete_discharge_summaries: list[tuple[str, str]] = []  # (DocumentReference id, element)
+        self.verbal_orders: list[str] = []  # DocumentReference ids
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -315,8 +343,12 @@ class _Truth:
 class _Person:
     def __init__(self, shared: _Shared, truth: _Truth, seed: int, index: int) -> None:
         self.s = shared
+        self.t0 = shared.t0
         self.truth = truth
         self.rng = rng = random.Random(seed * _PERSON_STRIDE + index)
+        # A second stream for the paperwork (signature times, verbal orders, late and missing documents),
+        # so that the clinical story stays what the first stream alone makes it.
+        self.hrng = random.Random(seed * _PERSON_STRIDE + index + 7_777_777_777)
         self.index = index
         self.seed = seed
         self.out: list[dict[str, Any]] = []
@@ -328,9 +360,9 @@ class _Person:
         r = rng.random()
         lo, hi = (0, 17) if r < 0.22 else (18, 44) if r < 0.57 else (45, 64) if r < 0.82 else (65, 96)
         age = rng.randint(lo, hi)
-        self.birth = _T0 - age * 365 - age // 4 - rng.randrange(365)
-        self.age_now = _age(self.birth, _T0)
-        self.start = max(self.birth + 1, _T0 - HISTORY_YEARS * 365)
+        self.birth = self.t0 - age * 365 - age // 4 - rng.randrange(365)
+        self.age_now = _age(self.birth, self.t0)
+        self.start = max(self.birth + 1, self.t0 - HISTORY_YEARS * 365)
         self.death = 0  # ordinal of death, 0 = alive
         self.given = rng.choice(FEMALE_NAMES if self.sex == "female" else MALE_NAMES)
         self.middle = rng.choice(FEMALE_NAMES if self.sex == "female" else MALE_NAMES) if rng.random() < 0.6 else ""
@@ -455,7 +487,7 @@ class _Person:
 
     def procedure(self, text: str, enc: dict[str, Any], when: int, performer: str, *, pcs: tuple[tuple[str, str], ...] = (),
                   snomed: tuple[str, str] | None = None, reason: dict[str, Any] | None = None,
-                  until: int | None = None) -> dict[str, Any]:
+                  until: int | None = None, surgical: bool = False) -> dict[str, Any]:
         coding = [{"system": ICD10PCS, "code": c, "display": t} for c, t in pcs]
         if snomed:
             coding.append({"system": SNOMED, "code": snomed[0], "display": snomed[1]})
@@ -467,6 +499,8 @@ class _Person:
             "subject": self.subject, "encounter": _ref("Encounter", enc["id"]),
             "performer": [{"actor": _ref("Practitioner", performer)}],
         }
+        if surgical:
+            pr["category"] = _cc(SURGICAL[0], SURGICAL[1], SURGICAL[2])
         if until is not None:
             pr["performedPeriod"] = {"start": _day(when), "end": _day(until)}
         else:
@@ -550,17 +584,41 @@ class _Person:
         (lo, hi), slope = special.get(key, ((1.0, 2.0), 0.0))
         return r(lo, hi), slope
 
+    def hid(self) -> str:
+        """An id from the paperwork stream."""
+        return str(uuid.UUID(int=self.hrng.getrandbits(128), version=4))
+
+    def recent(self, day: int) -> bool:
+        return self.t0 - day <= RECENT_DAYS
+
     def document(self, kind: str, enc: dict[str, Any], when: int, author: tuple[str, str], render: Any,
-                 minute: int = 900) -> dict[str, Any]:
-        """``render(signed_at)`` returns the text; one in ten documents is left unsigned."""
-        unsigned = self.rng.random() < UNSIGNED
-        signed_at = None if unsigned else f"{_us(when)} {minute // 60 + 1:02d}:{minute % 60:02d}"
+                 minute: int = 900, *, sign_within: tuple[int, int] | None = None, late_delay: tuple[int, int] | None = None,
+                 late_share: float | None = None) -> dict[str, Any]:
+        """``render(signed_at)`` returns the text. A recent document is left unsigned one time in ten; an
+        older one was signed, a Provenance records when (some late). ``sign_within`` / ``late_delay``
+        (minutes) and ``late_share`` change the signing delay (verbal orders)."""
+        unsigned = self.rng.random() < (UNSIGNED if self.recent(when) else UNSIGNED_OLD)
+        h = self.hrng
+        share = late_share if late_share is not None else (0.0 if self.recent(when) else LATE_SIGNATURE_OLD)
+        late = h.random() < share
+        lo, hi = (late_delay or (31 * 1440, 60 * 1440)) if late else (sign_within or (20, 36 * 60))
+        signed_abs = when * 1440 + minute + h.randint(lo, hi)
+        if signed_abs // 1440 >= self.t0:
+            unsigned = True  # it would be signed after today: not yet
+        signed_at = None
+        if not unsigned:
+            sd, sm = divmod(signed_abs, 1440)
+            signed_at = f"{_us(sd)} {sm // 60:02d}:{sm % 60:02d}"
         text = render(signed_at)
-        code, display = DOC_TYPES[kind]
+        if kind == "verbal":
+            type_cc = _cc(DOC_TYPE_LOCAL, "verbal-order", "Verbal order", DOC_TITLES[kind])
+        else:
+            code, display = DOC_TYPES[kind]
+            type_cc = _cc(LOINC, code, display, DOC_TITLES[kind])
         doc: dict[str, Any] = {
             "resourceType": "DocumentReference", "id": self.new_id(), "status": "current",
             "docStatus": "preliminary" if unsigned else "final",
-            "type": _cc(LOINC, code, display, DOC_TITLES[kind]), "category": _DOC_CATEGORY,
+            "type": type_cc, "category": _DOC_CATEGORY,
             "subject": self.subject, "date": _dt(when, minute), "author": [_ref("Practitioner", author[0])],
             "description": DOC_TITLES[kind],
             "content": [{"attachment": {"contentType": "text/plain", "data": _b64(text), "title": DOC_TITLES[kind],
@@ -572,7 +630,27 @@ class _Person:
         else:
             doc["authenticator"] = _ref("Practitioner", author[0])
         self.out.append(doc)
+        if not unsigned:
+            sd, sm = divmod(signed_abs, 1440)
+            if late:
+                self.truth.late_signatures.append(doc["id"])
+            self.out.append({
+                "resourceType": "Provenance", "id": self.hid(),
+                "target": [_ref("DocumentReference", doc["id"]), self.subject], "recorded": _dt(sd, sm),
+                "activity": _cc("http://terminology.hl7.org/CodeSystem/v3-DocumentCompletion", "AU", "authenticated"),
+                "agent": [{"who": _ref("Practitioner", author[0])}],
+                "signature": [{"type": [SIGNATURE], "when": _dt(sd, sm), "who": _ref("Practitioner", author[0])}],
+            })
         return doc
+
+    def summary_paperwork(self, end: int) -> tuple[int, str]:
+        """(the day the discharge summary is written, the section it lacks or "")."""
+        h = self.hrng
+        day = end
+        if not self.recent(end) and h.random() < LATE_SUMMARY_OLD:
+            day = min(end + h.randint(31, 50), self.t0)
+        omit = h.choice(tuple(_OMIT)) if h.random() < SUMMARY_LACKS_ELEMENT else ""
+        return day, omit
 
     def vitals(self, at: int, sick: bool = False) -> dict[str, float]:
         r = self.rng
@@ -604,15 +682,15 @@ class _Person:
         cancer_site = self.pick_cancer()
         bcc = not cancer_site and self.age_now >= 40 and rng.random() < BCC
         benign = not cancer_site and not bcc and self.age_now >= 30 and rng.random() < BENIGN_BIOPSY
-        if (cancer_site or bcc) and _T0 - self.start > 200:
-            self.cancer_day = rng.randrange(self.start, _T0 - 120)
+        if (cancer_site or bcc) and self.t0 - self.start > 200:
+            self.cancer_day = rng.randrange(self.start, self.t0 - 120)
             if cancer_site and rng.random() < CANCER_DEATH[cancer_site]:
                 d = self.cancer_day + rng.randint(200, 900)
-                if d < _T0:
+                if d < self.t0:
                     self.death = d
         if not self.death and self.age_now >= 80 and rng.random() < 0.05:
-            self.death = _T0 - rng.randrange(30, 500)
-        last = self.death or _T0
+            self.death = self.t0 - rng.randrange(30, 500)
+        last = self.death or self.t0
 
         checkups = self.schedule_checkups(last)
         self.allergy_resources(checkups[0] if checkups else self.start)
@@ -652,7 +730,7 @@ class _Person:
         if not self.death and self.age_now >= 18 and rng.random() < IN_HOSPITAL_NOW:
             adm = self.pick_admission(medical_only=True)
             if adm is not None:
-                self.admission(adm, _T0 - rng.randint(0, 3), in_progress=True)
+                self.admission(adm, self.t0 - rng.randint(0, 3), in_progress=True)
         if self.death:
             patient["deceasedDateTime"] = _dt(self.death, rng.randrange(1440))
             self.truth.deceased.append(self.pid)
@@ -740,7 +818,7 @@ class _Person:
             if rng.random() < c.prevalence[band]:
                 onset_age = rng.randint(c.min_age, self.age_now)
                 onset = max(self.birth + onset_age * 365 + rng.randrange(365), self.birth + 1)
-                picked.append((c.key, min(onset, _T0 - 1)))
+                picked.append((c.key, min(onset, self.t0 - 1)))
                 self.chronic_keys.add(c.key)
         return picked
 
@@ -908,7 +986,7 @@ class _Person:
             enc = self.encounter("AMB", "symptom", at, at, doc, "clinic", minute=480 + rng.randrange(18) * 30)
             enc["period"]["end"] = _dt(at, 540 + 18 * 30)
         cond = self.condition(dx, enc, at - rng.randint(1, 4), at, category="encounter-diagnosis",
-                              abated=min(at + rng.randint(5, 21), _T0 - 1) if at < _T0 - 1 else None, asserter=doc[0])
+                              abated=min(at + rng.randint(5, 21), self.t0 - 1) if at < self.t0 - 1 else None, asserter=doc[0])
         self.diagnose(enc, [cond], "billing")
         started: list[str] = []
         for mk in a.meds:
@@ -950,10 +1028,10 @@ class _Person:
         rng = self.rng
         los = rng.randint(*a.los)
         if in_progress:
-            end = _T0
+            end = self.t0
         else:
             end = start + los
-            if end >= (self.death or _T0):
+            if end >= (self.death or self.t0):
                 return
         attending = self.staff(a.service)
         dispo = "snf" if a.key.startswith("hip_fracture") else "rehab" if a.key == "stroke" else "home"
@@ -1009,9 +1087,22 @@ class _Person:
         working = f"{a.uncertain.capitalize()} {principal.phrase.lower()}" if a.uncertain else principal.phrase
         assessment = [(working, a.plan)] + [(DX[c].phrase, "Monitor and treat.") for c in a.extra]
         assessment += [(dx.phrase, "Continue home regimen.") for dx, _ in comorbid]
+        hp_minute = minute + 180
+        if self.hrng.random() < LATE_HP:
+            hp_minute = minute + self.hrng.randint(26 * 60, 40 * 60)
+            self.truth.late_hp.append(enc["id"])
         self.document("hp", enc, start, attending, lambda s: notes.history_and_physical(
             chart, admitted=_us(start), attending=attending[1], cc=a.cc, hpi=hpi, negatives=a.negatives, exam=a.exam,
-            vitals=vit, labs=results, imaging=imaging, assessment=assessment, signed_at=s), minute=minute + 180)
+            vitals=vit, labs=results, imaging=imaging, assessment=assessment, signed_at=s), minute=hp_minute)
+        if inpatient_meds and self.hrng.random() < VERBAL_ORDER:
+            med = inpatient_meds[0]
+            vo_minute = minute + self.hrng.randint(60, 600)
+            vo = self.document("verbal", enc, start, attending, lambda s: "\n".join([
+                "VERBAL ORDER", f"Patient: {chart.name}    MRN: {chart.mrn}", f"Ordering physician: {attending[1]}", "",
+                f"Order: {med.name}, {med.sig}.", "Order read back to and verified with the ordering physician by the "
+                "receiving nurse.", "", notes.signature(attending[1], s)]), minute=vo_minute,
+                sign_within=(120, 40 * 60), late_delay=(49 * 60, 96 * 60), late_share=VERBAL_LATE)
+            self.truth.verbal_orders.append(vo["id"])
         procedures: list[tuple[str, str]] = []
         if a.procedure:
             p = PROCS[a.procedure]
@@ -1019,12 +1110,24 @@ class _Person:
             procedures.append((p.text, _us(start + (1 if a.los[0] > 1 else 0))))
         if a.consult:
             cons = self.staff(a.consult)
+            order = {
+                "resourceType": "ServiceRequest", "id": self.hid(), "status": "completed", "intent": "order",
+                "category": [_cc(CONSULTATION[0], CONSULTATION[1], CONSULTATION[2])],
+                "code": {"text": f"{a.consult.capitalize()} consultation"}, "subject": self.subject,
+                "encounter": _ref("Encounter", enc["id"]), "authoredOn": _dt(start, minute + 200),
+                "requester": _ref("Practitioner", attending[0]), "performer": [_ref("Practitioner", cons[0])],
+                "reasonCode": [{"text": principal.phrase}],
+            }
+            self.out.append(order)
+        if a.consult and self.recent(start) and self.hrng.random() < MISSING_CONSULT:
+            self.truth.missing_consult_reports.append(order["id"])
+        elif a.consult:
             self.document("consult", enc, start + 1 if not in_progress else start, cons, lambda s: notes.consult_note(
                 chart, date=_us(start + 1), consultant=cons[1], specialty=a.consult.capitalize(), requested_by=attending[1],
                 reason=principal.phrase, impression=principal.phrase, recommendations=a.plan, signed_at=s))
-        days = (end - start) if not in_progress else max(_T0 - start, 0)
+        days = (end - start) if not in_progress else max(self.t0 - start, 0)
         for day in range(1, min(days, 3) + 1):
-            if start + day > _T0:
+            if start + day > self.t0:
                 break
             d_ = start + day
             day_labs = self.labs(["bmp"], enc, d_) if day == 1 else []
@@ -1048,48 +1151,67 @@ class _Person:
                 if keep:
                     self.meds.append((med, end, 10**7))
         stopped = [m for m, s_, e_ in self.meds if m.key == "naproxen" and s_ <= start < e_] if a.key == "gi_bleed" else []
-        if rng.random() < MISSING_DISCHARGE_SUMMARY:
+        if rng.random() < (MISSING_DISCHARGE_SUMMARY if self.recent(end) else MISSING_DISCHARGE_SUMMARY_OLD):
             self.truth.missing_discharge_summaries.append(enc["id"])
             return
+        ds_day, omit = self.summary_paperwork(end)
         secondary = [DX[c].phrase for c in a.extra] + ([DX[SECONDARY[sec_key][0]].phrase] if sec_key else [])
         secondary += [dx.phrase for dx, _ in comorbid]
         follow = f"Follow up with {self.pcp[1]} in 1 to 2 weeks."
-        self.document("discharge", enc, end, attending, lambda s: notes.discharge_summary(
+        ds = self.document("discharge", enc, ds_day, attending, lambda s: notes.discharge_summary(
             chart, admitted=_us(start), discharged=_us(end), attending=attending[1], principal=principal.phrase,
             secondary=secondary, procedures=procedures, course=course, home_meds=chart.meds, new_meds=new_meds,
             stopped_meds=stopped, disposition=_DISPO[dispo], follow_up=follow,
-            condition="Stable." if dispo == "home" else "Stable for transfer.", omit="", signed_at=s), minute=780)
+            condition="Stable." if dispo == "home" else "Stable for transfer.", omit=omit, signed_at=s), minute=780)
+        if omit:
+            self.truth.incomplete_discharge_summaries.append((ds["id"], _OMIT[omit]))
 
     def operation(self, p: Proc, enc: dict[str, Any], when: int, preop: Dx, postop: Dx, cond: dict[str, Any],
                   path: tuple[list[str], list[str], list[tuple[str, str]]] | None = None) -> None:
         surgeon = self.staff(p.surgeon)
-        self.procedure(p.text, enc, when, surgeon[0], pcs=p.pcs, snomed=p.snomed, reason=cond)
+        proc = self.procedure(p.text, enc, when, surgeon[0], pcs=p.pcs, snomed=p.snomed, reason=cond,
+                              surgical=bool(p.anesthesia))
         self.surgical.append(f"{p.text} ({date.fromordinal(when).year})")
         chart = self.chart(when)
         specimen = ""
         if p.specimen:
             specimen = _PATH_BENIGN[p.specimen][0] if p.specimen in _PATH_BENIGN else f"{postop.phrase}, {p.text.lower()}"
-        if p.anesthesia:
+        if p.anesthesia and self.recent(when) and self.hrng.random() < MISSING_OPERATIVE:
+            self.truth.missing_operative_reports.append(proc["id"])
+        elif p.anesthesia:
+            t = proc["performedDateTime"]
+            op_minute = int(t[11:13]) * 60 + int(t[14:16]) + 60 + self.hrng.randrange(90)
             self.document("operative", enc, when, surgeon, lambda s: notes.operative_note(
                 chart, date=_us(when), surgeon=surgeon[1], preop=preop.phrase, postop=postop.phrase, procedure=p.text,
                 anesthesia=p.anesthesia, findings=p.findings, technique=p.technique, ebl=p.ebl, specimen=specimen,
-                signed_at=s), minute=780)
+                signed_at=s), minute=op_minute)
         if p.specimen in _PATH_BENIGN:
             spec_text, dx_text = _PATH_BENIGN[p.specimen]
             self.pathology(enc, when, surgeon, [spec_text], postop.phrase, "Received in formalin, a single tan-pink specimen.",
-                           [f"{spec_text}:", f"- {dx_text}"], [])
+                           [f"{spec_text}:", f"- {dx_text}"], [], may_be_missing=True)
         elif path is not None:
             specimens, diagnosis, synoptic = path
             self.pathology(enc, when, surgeon, specimens, postop.phrase,
                            "Received fresh, oriented with sutures; inked and serially sectioned.", diagnosis, synoptic)
 
     def pathology(self, enc: dict[str, Any], when: int, submitter: tuple[str, str], specimens: list[str], history: str,
-                  gross: str, diagnosis: list[str], synoptic: list[tuple[str, str]], comment: str = "") -> dict[str, Any]:
+                  gross: str, diagnosis: list[str], synoptic: list[tuple[str, str]], comment: str = "",
+                  may_be_missing: bool = False) -> dict[str, Any] | None:
         pathologist = self.staff("pathology")
         reported = when + self.rng.randint(2, 5)
         accession = f"S{date.fromordinal(when).year % 100:02d}-{self.rng.randrange(10000, 99999)}"
         chart = self.chart(when)
-        return self.document("pathology", enc, min(reported, _T0), pathologist, lambda s: notes.pathology_report(
+        specimen = {
+            "resourceType": "Specimen", "id": self.hid(), "status": "available", "subject": self.subject,
+            "accessionIdentifier": {"system": "https://chartkeeper.example.org/pathology-accession", "value": accession},
+            "type": {"text": specimens[0][:200]},
+            "collection": {"collectedDateTime": enc["period"]["start"], "collector": _ref("Practitioner", submitter[0])},
+        }
+        self.out.append(specimen)
+        if may_be_missing and self.recent(when) and self.hrng.random() < MISSING_PATHOLOGY:
+            self.truth.missing_pathology_reports.append(specimen["id"])
+            return None
+        return self.document("pathology", enc, min(reported, self.t0), pathologist, lambda s: notes.pathology_report(
             chart, accession=accession, collected=_us(when), reported=_us(reported), pathologist=pathologist[1],
             submitter=submitter[1], specimens=specimens, history=history, gross=gross, diagnosis=diagnosis, synoptic=synoptic,
             comment=comment, signed_at=s), minute=660)
@@ -1159,7 +1281,7 @@ class _Person:
                 vitals=vit, labs=results, imaging="", assessment=[(dx.phrase, f"Proceed with {p.text.lower()}.")],
                 signed_at=s), minute=400)
             self.operation(p, enc, surg_day, dx, dx, cond, path)
-            if rng.random() < MISSING_DISCHARGE_SUMMARY:
+            if rng.random() < (MISSING_DISCHARGE_SUMMARY if self.recent(surg_day + los) else MISSING_DISCHARGE_SUMMARY_OLD):
                 self.truth.missing_discharge_summaries.append(enc["id"])
             else:
                 end = surg_day + los
@@ -1211,7 +1333,7 @@ class _Person:
             med = MEDS[mk]
             long = mk in _LATE_ACTIVE
             self.med_request(med, enc, treat_day, onc[0], category="outpatient",
-                             status="active" if long or treat_day > _T0 - 90 else "completed", reason=cond)
+                             status="active" if long or treat_day > self.t0 - 90 else "completed", reason=cond)
             started.append(med.short)
             if long:
                 self.meds.append((med, treat_day, 10**7))
@@ -1390,28 +1512,29 @@ def enc_minute(enc: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _run(patients: int, seed: int, truth: _Truth) -> Iterator[list[dict[str, Any]]]:
+def _run(patients: int, seed: int, truth: _Truth, today: date | None) -> Iterator[list[dict[str, Any]]]:
     if patients < 0:
         raise ValueError("patients must be zero or more")
-    shared = _Shared(random.Random(seed))
+    shared = _Shared(random.Random(seed), today or TODAY)
     yield shared.resources
     for i in range(patients):
         yield _Person(shared, truth, seed, i).build()
 
 
-def generate(patients: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+def generate(patients: int, seed: int, today: date | None = None) -> Iterator[list[dict[str, Any]]]:
     """First yield the shared resources (Organizations: the demo hospital and its clinic; Practitioners
     with NPI identifiers and their PractitionerRoles; Locations), then, per person, the list of FHIR R4
-    resources for that person. Deterministic for ``(patients, seed)``."""
-    return _run(patients, seed, _Truth())
+    resources for that person. Deterministic for ``(patients, seed, today)``; ``today`` (default
+    ``TODAY``) is the last day of the record (the demo passes the real date)."""
+    return _run(patients, seed, _Truth(), today)
 
 
-def generate_truth(patients: int, seed: int) -> dict[str, Any]:
+def generate_truth(patients: int, seed: int, today: date | None = None) -> dict[str, Any]:
     """What ``generate(patients, seed)`` hides for HIM work to find: ``duplicates`` ((original, duplicate)
     Patient id pairs, with ``duplicate_kinds``), ``cancer_patients`` (reportable), ``skin_bcc_patients``,
     ``benign_biopsy_patients``, ``unsigned_documents`` (DocumentReference ids), ``missing_discharge_summaries``
     (Encounter ids) and ``deceased`` (Patient ids)."""
     truth = _Truth()
-    for _ in _run(patients, seed, truth):
+    for _ in _run(patients, seed, truth, today):
         pass
     return truth.as_dict()

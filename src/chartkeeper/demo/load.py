@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 from chartkeeper.db import Database
 from chartkeeper.demo.generator import generate
@@ -27,9 +28,10 @@ class DemoReport:
     rejects: list[str] = field(default_factory=list)
 
 
-def load_population(db: Database, patients: int, seed: int, *,
+def load_population(db: Database, patients: int, seed: int, *, today: date | None = None,
                     progress: Callable[[int], None] | None = None) -> DemoReport:
-    """Generate and store ``patients`` people; ``progress(people_done)`` after each chunk."""
+    """Generate and store ``patients`` people whose records end on ``today`` (default: the
+    generator's fixed day); ``progress(people_done)`` after each chunk."""
     records = RecordService(db)
     who = Principal.system("demo")
     report = DemoReport()
@@ -44,7 +46,7 @@ def load_population(db: Database, patients: int, seed: int, *,
             if progress:
                 progress(people)
 
-    for i, group in enumerate(generate(patients, seed)):
+    for i, group in enumerate(generate(patients, seed, today)):
         if i > 0:
             people += 1
         for res in group:
@@ -75,3 +77,36 @@ def demo_users(db: Database) -> list[tuple[str, str, str]]:
                     raise SystemExit(f"Could not create the demo user {role}: {exc}") from None
             out.append((role, DEMO_PASSWORD, role))
     return out
+
+
+def link_demo_physician(db: Database) -> tuple[str, str] | None:
+    """Link the demo ``physician`` user to the practitioner with the most open deficiencies (so the
+    inbox has work), unless it is linked already. Returns (practitioner id, name) or None."""
+    from sqlalchemy import func, select
+
+    from chartkeeper.completion.models import DeficiencyRow
+    from chartkeeper.fhir.store import FhirStore
+
+    admin = Principal.system("demo")
+    with db.begin() as conn:
+        u = users.find_user(conn, "physician")
+        if u is None:
+            return None
+        pid = u.practitioner_id
+        if pid is None:
+            row = conn.execute(select(DeficiencyRow.physician_id, func.count().label("n"))
+                               .where(DeficiencyRow.status == "open", DeficiencyRow.physician_id.is_not(None))
+                               .group_by(DeficiencyRow.physician_id).order_by(func.count().desc(), DeficiencyRow.physician_id)
+                               .limit(1)).first()
+            if row is None:
+                return None
+            pid = str(row[0])
+            users.link_practitioner(conn, u.id, pid, actor=admin)
+        name = ""
+        try:
+            p = FhirStore().read(conn, "Practitioner", pid).resource()
+            n = (p.get("name") or [{}])[0]
+            name = n.get("text") or " ".join([*n.get("prefix", []), *n.get("given", []), n.get("family", "")]).strip()
+        except FhirError:
+            pass
+        return pid, name

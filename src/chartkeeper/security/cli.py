@@ -117,6 +117,34 @@ def user_set_roles(
     typer.echo(f"User {u.username} now has roles: {' '.join(sorted(u.roles))}.")
 
 
+@user_app.command("link-practitioner")
+def user_link_practitioner(
+    username: str,
+    practitioner_id: str = typer.Argument(..., help="The Practitioner resource id (or 'none' to unlink)."),
+) -> None:
+    """Say which Practitioner in the record this user is: their deficiencies, their signature."""
+    from chartkeeper.fhir.errors import FhirError
+    from chartkeeper.fhir.store import FhirStore
+
+    pid = None if practitioner_id.lower() == "none" else practitioner_id.removeprefix("Practitioner/")
+    db = _db()
+    try:
+        with db.begin() as conn:
+            u = _user_or_fail(conn, username)
+            if pid is not None:
+                try:
+                    FhirStore().read(conn, "Practitioner", pid)
+                except FhirError:
+                    raise _fail(f"There is no Practitioner {pid!r} in the record; give the id of an existing "
+                                "Practitioner (search /fhir/Practitioner?name=...).") from None
+            u = users.link_practitioner(conn, u.id, pid, actor=CLI)
+    except users.UserError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        db.dispose()
+    typer.echo(f"User {u.username} is now {'Practitioner/' + pid if pid else 'not linked to a practitioner'}.")
+
+
 @user_app.command("list")
 def user_list() -> None:
     """List users and their roles."""
