@@ -8,10 +8,11 @@ from collections import Counter
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from chartkeeper.cli import app as cli
+from chartkeeper.completion.models import DeficiencyRow
 from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.importer import run_import
 from chartkeeper.fhir.models import ResourceRow, VersionRow
@@ -40,7 +41,13 @@ def test_synthea_imports_whole_with_zero_rejects_and_twice_changes_nothing(db, s
     out = json.loads(r.output)
     assert out["files"] == 200 and out["rejected"] == 0, report.read_text()[:2000]
     stats = json.loads(run_cli(db, "stats", "--json").output)
+    # Chart completion analysed the imported encounters: Synthea's inpatient stays carry no discharge
+    # summary or H&P, so each has deficiencies, shown as FHIR Tasks (one per deficiency).
+    tasks = stats["resources"].pop("Task", 0)
     assert stats["resources"] == SYNTHEA_COUNTS
+    assert out["charts_analysed"] > 0
+    with db.read() as c:
+        assert tasks == c.execute(select(func.count()).select_from(DeficiencyRow)).scalar_one() > 0
     versions_before = stats["total_versions"]
 
     # Every reference in the stored data resolves to a stored resource.
@@ -63,7 +70,7 @@ def test_synthea_imports_whole_with_zero_rejects_and_twice_changes_nothing(db, s
     assert again["rejected"] == 0
     assert sum(v["created"] + v["updated"] for v in again["by_type"].values()) == 0
     stats2 = json.loads(run_cli(db, "stats", "--json").output)
-    assert stats2["total_versions"] == versions_before and stats2["resources"] == SYNTHEA_COUNTS
+    assert stats2["total_versions"] == versions_before and stats2["resources"] == SYNTHEA_COUNTS | {"Task": tasks}
 
 
 def test_rejects_are_reported_and_good_resources_land(db, tmp_path):
