@@ -209,6 +209,7 @@ class RecordService:
             issues = self.store.check(resource)
             if issues:
                 raise FhirError(422, issues=issues)
+            self._signature_guard(conn, principal, resource, rid)
             pid = sp.patient_of({**resource, "id": rid or "new"}) if resource["resourceType"] != "Patient" else rid
             self.authorize(conn, principal, action, resource["resourceType"], pid, rid)
         results = self.store.write_many(conn, [(r, rid or new_id(), if_match) for r, rid in items],
@@ -219,6 +220,30 @@ class RecordService:
                        patient_id=res.patient_id, detail=f"version {res.version_id}")
         self.notify(conn, results)
         return results
+
+    def _signature_guard(self, conn: Connection, principal: Principal | None, resource: dict[str, Any],
+                         rid: str | None) -> None:
+        """Signing is not a plain edit: a user may not set a document's authenticator (where the stored
+        version had none) by writing the resource. Physicians sign through the chart completion
+        service, which checks authorship, records who and when (Provenance) and locks the document.
+        System jobs may record documents signed in the system they come from."""
+        if principal is None or principal.is_system or resource.get("resourceType") != "DocumentReference":
+            return
+        auth = resource.get("authenticator")
+        if auth is None:
+            return
+        if rid:
+            try:
+                if self.store.read(conn, "DocumentReference", rid).resource().get("authenticator") == auth:
+                    return
+            except FhirError:
+                pass
+        audit.record_detached(conn, principal, str(Action.SIGN), "denied", resource_type="DocumentReference",
+                              resource_id=rid, patient_id=sp.patient_of({**resource, "id": rid or "new"}),
+                              detail="authenticator set by a plain write")
+        raise FhirError(403, "DocumentReference.authenticator cannot be set by editing the document: the author "
+                        "signs it with Sign in the physician's inbox, which records who signed and when.",
+                        code="forbidden")
 
     def delete(self, principal: Principal | None, rtype: str, rid: str) -> WriteResult | None:
         self._known(rtype)
@@ -304,6 +329,13 @@ class RecordService:
 
     def _transaction(self, conn: Connection, principal: Principal | None,
                      bundle: Any) -> tuple[dict[str, Any], list[WriteResult]]:
+        if isinstance(bundle, dict) and isinstance(bundle.get("entry"), list):
+            for e in bundle["entry"]:
+                res = e.get("resource") if isinstance(e, dict) else None
+                if isinstance(res, dict) and res.get("resourceType") == "DocumentReference":
+                    url = str((e.get("request") or {}).get("url", ""))
+                    rid = url.split("/")[1] if url.startswith("DocumentReference/") and url.count("/") == 1 else None
+                    self._signature_guard(conn, principal, res, rid)
         resp, written = bundles.transaction(conn, self.store, bundle,
                                             author=principal.user_id if principal else None,
                                             authorize=self._bundle_authorizer(conn, principal))
