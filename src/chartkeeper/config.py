@@ -30,6 +30,8 @@ class Settings:
     # Auth and audit on the FHIR API. Only benchmarks switch this off, to measure the overhead.
     auth_enabled: bool = True
     base_url: str = "http://127.0.0.1:8000"
+    # Minutes between the web server's chart-completion reminder runs (0: off; use cron instead).
+    reminder_minutes: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +49,8 @@ class Settings:
             kw["max_body_bytes"] = int(v)
         if v := env.get("CHARTKEEPER_AUTH_ENABLED"):
             kw["auth_enabled"] = v.lower() not in ("0", "false", "no", "off")
+        if v := env.get("CHARTKEEPER_REMINDER_MINUTES"):
+            kw["reminder_minutes"] = int(v)
         if v := env.get("CHARTKEEPER_BASE_URL"):
             kw["base_url"] = v.rstrip("/")
         return cls(**kw)  # type: ignore[arg-type]
