@@ -39,7 +39,7 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
-from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
@@ -358,7 +358,7 @@ class CompletionService:
         """Analyse every encounter (discharged in [since, until) when given), in batches of their own
         transactions; returns the counts the CLI prints with --json."""
         with self.db.read() as conn:
-            policy.check(conn, principal, Action.UPDATE, "Task", None)
+            self.records.authorize(conn, principal, Action.UPDATE, "Task", None)
             ids = self.encounter_ids(conn)
         total = AnalysisCounts()
         done = 0
@@ -392,12 +392,11 @@ class CompletionService:
     def analyze_pending(self, principal: Principal, *, progress: Callable[[int, int], None] | None = None) -> AnalysisCounts:
         """Analyse the encounters that bulk imports queued."""
         with self.db.read() as conn:
+            self.records.authorize(conn, principal, Action.UPDATE, "Task", None)
             ids = [r[0] for r in conn.execute(select(PENDING.c.encounter_id).order_by(PENDING.c.encounter_id))]
         total = AnalysisCounts()
         if not ids:
             return total
-        with self.db.read() as conn:
-            policy.check(conn, principal, Action.UPDATE, "Task", None)
         for i in range(0, len(ids), BATCH):
             chunk = ids[i:i + BATCH]
             with self.db.begin() as conn:
@@ -907,10 +906,36 @@ def encounters_touched(conn: Connection, store: FhirStore, changes: Sequence[Cha
 _SERVICES: dict[int, CompletionService] = {}
 
 
+def check_encounters_exist(conn: Connection, store: FhirStore, changes: Sequence[Change]) -> None:
+    """A document written interactively must belong to an encounter in the record: a
+    DocumentReference whose context.encounter names no (current) Encounter is refused with a 422
+    naming the field, and the whole write rolls back. (Bulk imports are exempt: a source system's
+    batches may bring an encounter after its documents.)"""
+    wanted: dict[str, str] = {}
+    for ch in changes:
+        if ch.resource_type != "DocumentReference" or ch.outcome == "deleted" or not ch.content:
+            continue
+        for ref in (orjson.loads(ch.content).get("context") or {}).get("encounter") or ():
+            eid = engine.ref_id(ref, "Encounter")
+            if eid:
+                wanted.setdefault(eid, ch.id)
+    if not wanted:
+        return
+    found = {s.id for s in store.read_many(conn, [("Encounter", e) for e in wanted])}
+    missing = [e for e in wanted if e not in found]
+    if missing:
+        raise CompletionError(422, issues=[Issue(
+            f"context.encounter: Encounter/{e} does not exist (or was deleted); a document must belong to an "
+            "encounter in the record. Correct the reference, or create the encounter first.",
+            code="invalid", path="DocumentReference.context.encounter") for e in missing])
+
+
 def _listener(conn: Connection, changes: list[Change], bulk: bool) -> None:
     if not any(c.resource_type in CHART_TYPES for c in changes):
         return
     store = FhirStore()
+    if not bulk:
+        check_encounters_exist(conn, store, changes)
     touched = encounters_touched(conn, store, changes)
     if not touched:
         return
