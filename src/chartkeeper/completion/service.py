@@ -39,8 +39,9 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
-from chartkeeper.fhir.errors import FhirError
-from chartkeeper.fhir.models import ResourceRow
+from chartkeeper.fhir import searchparams as sp
+from chartkeeper.fhir.errors import FhirError, Issue
+from chartkeeper.fhir.models import ReferenceIndex, ResourceRow
 from chartkeeper.fhir.service import Change, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
 from chartkeeper.security import audit, policy
@@ -52,6 +53,11 @@ DEF = cast(Table, DeficiencyRow.__table__)
 NOTE = cast(Table, NotificationRow.__table__)
 PENDING = cast(Table, PendingRow.__table__)
 RES = cast(Table, ResourceRow.__table__)
+IDX_REF = cast(Table, ReferenceIndex.__table__)
+# The resource types that belong to an encounter's chart through their encounter reference, and the
+# index parameter that reference is stored under.
+LINKED = ("DocumentReference", "Composition", "Procedure", "ServiceRequest")
+LINKED_PARAMS = tuple(sorted({sp.BY_NAME[t]["encounter"].stored_as for t in LINKED}))
 
 TASK_CODES = "https://chartkeeper.org/fhir/CodeSystem/chart-deficiency"
 SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
@@ -177,17 +183,26 @@ class CompletionService:
             encs.append(enc)
         if not encs:
             return []
-        targets = [("Encounter", e["id"]) for e in encs]
         linked: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-        for rtype in ("DocumentReference", "Composition", "Procedure", "ServiceRequest"):
-            for s in self.store.referencing(conn, rtype, "encounter", targets):
-                res = orjson.loads(s.content or "{}")
-                ctx = res.get("context") if rtype == "DocumentReference" else None
-                refs = (ctx or {}).get("encounter") if rtype == "DocumentReference" else [res.get("encounter")]
-                for ref in refs or ():
-                    eid = engine.ref_id(ref, "Encounter")
-                    if eid:
-                        linked[eid][rtype].append(res)
+        # What points at these encounters, of the four linked types, in one index query per 500
+        # encounters (then one read per type found): a single document's re-analysis is mostly
+        # statement overhead.
+        enc_ids = [e["id"] for e in encs]
+        keys: list[tuple[str, str]] = []
+        for i in range(0, len(enc_ids), 500):
+            keys.extend((r[0], r[1]) for r in conn.execute(
+                select(IDX_REF.c.resource_type, IDX_REF.c.resource_id).where(
+                    IDX_REF.c.resource_type.in_(LINKED), IDX_REF.c.param.in_(LINKED_PARAMS),
+                    IDX_REF.c.target_type == "Encounter", IDX_REF.c.target_id.in_(enc_ids[i:i + 500]))))
+        for s in self.store.read_many(conn, keys):
+            rtype = s.resource_type
+            res = orjson.loads(s.content or "{}")
+            ctx = res.get("context") if rtype == "DocumentReference" else None
+            refs = (ctx or {}).get("encounter") if rtype == "DocumentReference" else [res.get("encounter")]
+            for ref in refs or ():
+                eid = engine.ref_id(ref, "Encounter")
+                if eid:
+                    linked[eid][rtype].append(res)
         patients = {engine.ref_id(e.get("subject"), "Patient") for e in encs} - {None}
         specimens: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if patients:
@@ -229,20 +244,22 @@ class CompletionService:
         counts.encounters = len(charts)
         version = self.rules.version
         existing: dict[tuple[str, str, str], Any] = {}
-        for row in conn.execute(select(DEF).where(DEF.c.encounter_id.in_([c.encounter_id for c in charts]))):
-            existing[(row.encounter_id, row.rule_id, row.subject)] = row
-        have_chart = {r[0] for r in conn.execute(select(CHART.c.encounter_id).where(
-            CHART.c.encounter_id.in_([c.encounter_id for c in charts])))}
+        by_encounter: dict[str, list[tuple[tuple[str, str, str], Any]]] = defaultdict(list)
+        enc_ids = [c.encounter_id for c in charts]
+        for row in conn.execute(select(DEF).where(DEF.c.encounter_id.in_(enc_ids))):
+            key = (row.encounter_id, row.rule_id, row.subject)
+            existing[key] = row
+            by_encounter[row.encounter_id].append((key, row))
+        # The chart rows of the batch are replaced in two statements (one per chart cost more than the
+        # analysis itself).
+        conn.execute(delete(CHART).where(CHART.c.encounter_id.in_(enc_ids)))
+        conn.execute(insert(CHART), [
+            {"encounter_id": c.encounter_id, "patient_id": c.patient_id, "encounter_class": c.cls,
+             "service": c.service[:200], "attending_id": c.attending, "admitted_at": c.admitted,
+             "discharged_at": c.discharged, "analysed_at": now, "rules_version": version} for c in charts])
         inserts: list[dict[str, Any]] = []
         changed: list[tuple[str, dict[str, Any]]] = []  # (id, values)
         for chart in charts:
-            values = {"patient_id": chart.patient_id, "encounter_class": chart.cls, "service": chart.service[:200],
-                      "attending_id": chart.attending, "admitted_at": chart.admitted,
-                      "discharged_at": chart.discharged, "analysed_at": now, "rules_version": version}
-            if chart.encounter_id in have_chart:
-                conn.execute(update(CHART).where(CHART.c.encounter_id == chart.encounter_id).values(**values))
-            else:
-                conn.execute(insert(CHART).values(encounter_id=chart.encounter_id, **values))
             seen: set[tuple[str, str, str]] = set()
             for f in engine.evaluate(chart, self.rules):
                 key = (chart.encounter_id, f.rule_id, f.subject)
@@ -285,8 +302,8 @@ class CompletionService:
                     vals["updated_at"] = now
                     changed.append((row.id, vals))
                     counts.updated += 1
-            for key, row in existing.items():
-                if key[0] == chart.encounter_id and key not in seen and row.status == OPEN:
+            for key, row in by_encounter.get(chart.encounter_id, ()):
+                if key not in seen and row.status == OPEN:
                     kind = self._kind(row.rule_id)
                     changed.append((row.id, {"status": COMPLETED, "completed_at": now,
                                              "completed_how": HOW.get(kind, "requirement met"), "updated_at": now}))
@@ -358,7 +375,7 @@ class CompletionService:
         """Analyse every encounter (discharged in [since, until) when given), in batches of their own
         transactions; returns the counts the CLI prints with --json."""
         with self.db.read() as conn:
-            policy.check(conn, principal, Action.UPDATE, "Task", None)
+            self.records.authorize(conn, principal, Action.UPDATE, "Task", None)
             ids = self.encounter_ids(conn)
         total = AnalysisCounts()
         done = 0
@@ -392,12 +409,11 @@ class CompletionService:
     def analyze_pending(self, principal: Principal, *, progress: Callable[[int, int], None] | None = None) -> AnalysisCounts:
         """Analyse the encounters that bulk imports queued."""
         with self.db.read() as conn:
+            self.records.authorize(conn, principal, Action.UPDATE, "Task", None)
             ids = [r[0] for r in conn.execute(select(PENDING.c.encounter_id).order_by(PENDING.c.encounter_id))]
         total = AnalysisCounts()
         if not ids:
             return total
-        with self.db.read() as conn:
-            policy.check(conn, principal, Action.UPDATE, "Task", None)
         for i in range(0, len(ids), BATCH):
             chunk = ids[i:i + BATCH]
             with self.db.begin() as conn:
@@ -907,10 +923,36 @@ def encounters_touched(conn: Connection, store: FhirStore, changes: Sequence[Cha
 _SERVICES: dict[int, CompletionService] = {}
 
 
+def check_encounters_exist(conn: Connection, store: FhirStore, changes: Sequence[Change]) -> None:
+    """A document written interactively must belong to an encounter in the record: a
+    DocumentReference whose context.encounter names no (current) Encounter is refused with a 422
+    naming the field, and the whole write rolls back. (Bulk imports are exempt: a source system's
+    batches may bring an encounter after its documents.)"""
+    wanted: dict[str, str] = {}
+    for ch in changes:
+        if ch.resource_type != "DocumentReference" or ch.outcome == "deleted" or not ch.content:
+            continue
+        for ref in (orjson.loads(ch.content).get("context") or {}).get("encounter") or ():
+            eid = engine.ref_id(ref, "Encounter")
+            if eid:
+                wanted.setdefault(eid, ch.id)
+    if not wanted:
+        return
+    found = {s.id for s in store.read_many(conn, [("Encounter", e) for e in wanted])}
+    missing = [e for e in wanted if e not in found]
+    if missing:
+        raise CompletionError(422, issues=[Issue(
+            f"context.encounter: Encounter/{e} does not exist (or was deleted); a document must belong to an "
+            "encounter in the record. Correct the reference, or create the encounter first.",
+            code="invalid", path="DocumentReference.context.encounter") for e in missing])
+
+
 def _listener(conn: Connection, changes: list[Change], bulk: bool) -> None:
     if not any(c.resource_type in CHART_TYPES for c in changes):
         return
     store = FhirStore()
+    if not bulk:
+        check_encounters_exist(conn, store, changes)
     touched = encounters_touched(conn, store, changes)
     if not touched:
         return

@@ -218,7 +218,18 @@ class RecordService:
         for res in results:
             self.audit(conn, principal, action, resource_type=res.resource_type, resource_id=res.id,
                        patient_id=res.patient_id, detail=f"version {res.version_id}")
-        self.notify(conn, results)
+        try:
+            self.notify(conn, results)
+        except FhirError as err:
+            # A domain module refused the write (a document for an encounter that does not exist): it
+            # rolls back, and the refusal is audited in its own transaction so that the entry is kept.
+            if principal is not None:
+                for res in results:
+                    audit.record_detached(conn, principal, str(action), "failure", resource_type=res.resource_type,
+                                          resource_id=res.id, patient_id=res.patient_id,
+                                          detail=f"refused: {err.message}"[:200],
+                                          client_address=principal.client_address)
+            raise
         return results
 
     def _signature_guard(self, conn: Connection, principal: Principal | None, resource: dict[str, Any],
