@@ -43,7 +43,6 @@ from chartkeeper.web.pages import (
     checked_form_lists,
     current_principal,
     decode_attachment,
-    fmt_date,
     human_name,
     records,
     redirect,
@@ -478,4 +477,4 @@ async def run_reminders(request: Request) -> Response:
     return redirect(f"/completion/notifications?sent={len(made)}")
 
 
-__all__ = ["fmt_date", "router", "service_token"]
+__all__ = ["router", "service_token"]
