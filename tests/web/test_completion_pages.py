@@ -164,7 +164,7 @@ def hrefs(page: str) -> list[str]:
 
 def test_a_bad_rule_file_stops_start_up_with_its_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "rules.toml"
-    bad.write_text('version = "x"\n[[rule]]\nid = "Bad Id"\nkind = "nonsense"\n')
+    bad.write_text('version = "x"\n[delinquency]\ndays_after_discharge = -1\n[[rule]]\nid = "Bad Id"\nkind = "nonsense"\n')
     monkeypatch.setenv("CHARTKEEPER_COMPLETION_RULES", str(bad))
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     try:
@@ -172,7 +172,9 @@ def test_a_bad_rule_file_stops_start_up_with_its_sentences(tmp_path: Path, monke
             create_app(Settings(database_url=db.url, secret_key="k", base_url=BASE), db=db)
     finally:
         db.dispose()
-    assert str(bad) in str(err.value) and len(err.value.problems) >= 2
+    assert str(bad) in str(err.value) and len(err.value.problems) == 2
+    assert "days_after_discharge must be a whole number of days" in str(err.value)
+    assert "Rule 1: id must be lower-case letters" in str(err.value)
     monkeypatch.delenv("CHARTKEEPER_COMPLETION_RULES")
 
 
