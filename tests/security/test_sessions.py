@@ -8,8 +8,9 @@ import pytest
 from chartkeeper.config import Settings
 from chartkeeper.db import Database
 from chartkeeper.db.base import utcnow
-from chartkeeper.security import audit, sessions
+from chartkeeper.security import audit, sessions, users
 from chartkeeper.security.policy import Denied
+from chartkeeper.security.principal import Principal
 
 SETTINGS = Settings(session_idle_minutes=15, token_hours=8, base_url="https://records.example.org")
 
@@ -135,3 +136,17 @@ def test_only_admin_issues_tokens_for_others(db: Database, make_user) -> None:  
         assert tok.user_id == p.user_id
         principal = sessions.resolve_token(conn, secret)
     assert principal is not None and principal.user_id == p.user_id
+
+
+def test_session_and_token_carry_the_practitioner_link(db: Database, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A physician's web session and API token act as their Practitioner (inbox, signature)."""
+    p = make_user("carter", "physician")
+    with db.begin() as conn:
+        users.link_practitioner(conn, p.user_id, "prac-1", actor=Principal.system("test"))
+        s = sessions.start_session(conn, p)
+        secret, _tok = sessions.issue_token(conn, p, label="dictation", settings=SETTINGS)
+    with db.begin() as conn:
+        live = sessions.resolve_session(conn, s.session_id, settings=SETTINGS)
+        assert live is not None and live.principal.practitioner_id == "prac-1"
+        tp = sessions.resolve_token(conn, secret)
+        assert tp is not None and tp.practitioner_id == "prac-1"

@@ -546,6 +546,33 @@ class CompletionService:
             return {"open": int(n), "charts": int(charts), "delinquent_charts": int(delinquent),
                     "answered": int(answered), "mine": int(mine)}
 
+    def breakdown(self, principal: Principal, *, now: datetime | None = None,
+                  ages: Sequence[int] = (7, 14, 30, 60)) -> dict[str, Any]:
+        """Open deficiencies counted by physician, encounter class, rule and service, and how many
+        charts were discharged more than N days ago: the technician queue's filters and summary.
+        Aggregate counts only; restricted patients the user may not see are left out."""
+        now = now or datetime.now(UTC)
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, "Task", None)
+            hidden = policy.hidden_patients(conn, principal)
+            where: list[Any] = [DEF.c.status == OPEN]
+            if hidden:
+                where.append(or_(DEF.c.patient_id.is_(None), DEF.c.patient_id.not_in(sorted(hidden))))
+            j = DEF.outerjoin(CHART, CHART.c.encounter_id == DEF.c.encounter_id)
+            out: dict[str, Any] = {}
+            for key, col in (("physician", DEF.c.physician_id), ("class", CHART.c.encounter_class),
+                             ("rule", DEF.c.rule_id), ("service", CHART.c.service)):
+                rows = conn.execute(select(col, func.count()).select_from(j).where(*where).group_by(col))
+                out[key] = sorted(((v or "", int(n)) for v, n in rows), key=lambda kv: (-kv[1], kv[0]))
+            out["older_than"] = [
+                (days, int(conn.execute(select(func.count()).select_from(j).where(
+                    *where, CHART.c.discharged_at < now - timedelta(days=days))).scalar_one()))
+                for days in ages]
+            out["physician_names"] = self.physician_names(conn, {p for p, _ in out["physician"] if p})
+            self.records.audit(conn, principal, Action.SEARCH, resource_type="Task",
+                               detail="completion queue breakdown (aggregate counts)")
+            return out
+
     def _patient_labels(self, conn: Connection, pids: set[str]) -> dict[str, str]:
         out = {}
         for s in self.store.read_many(conn, [("Patient", p) for p in pids]):

@@ -128,14 +128,16 @@ def resolve_session(
             _users.c.display_name,
             _users.c.roles,
             _users.c.active,
+            _users.c.practitioner_id,
         )
         .join(_users, _users.c.id == _sess.c.user_id)
         .where(_sess.c.id_hash == key)
     ).first()
     if row is None:
         return None
-    csrf, created, last_seen, stored_addr, uid, uname, display, roles, active = row
-    principal = Principal(uid, uname, frozenset(roles.split()), display, client_address or stored_addr)
+    csrf, created, last_seen, stored_addr, uid, uname, display, roles, active, practitioner = row
+    principal = Principal(uid, uname, frozenset(roles.split()), display, client_address or stored_addr,
+                          practitioner_id=practitioner)
     if not active:
         conn.execute(delete(_sess).where(_sess.c.id_hash == key))
         return None
@@ -287,6 +289,7 @@ _TOKEN_LOOKUP = (
         _users.c.display_name,
         _users.c.roles,
         _users.c.active,
+        _users.c.practitioner_id,
     )
     .join(_users, _users.c.id == _tok.c.user_id)
     .where(_tok.c.token_hash == bindparam("h"))
@@ -306,10 +309,10 @@ def resolve_token(
     row = conn.execute(_TOKEN_LOOKUP, {"h": _sha256(token)}).first()
     if row is None:
         return None
-    expires_at, revoked_at, uid, uname, display, roles, active = row
+    expires_at, revoked_at, uid, uname, display, roles, active, practitioner = row
     if revoked_at is not None or expires_at <= now or not active:
         return None
-    return Principal(uid, uname, frozenset(roles.split()), display, client_address)
+    return Principal(uid, uname, frozenset(roles.split()), display, client_address, practitioner_id=practitioner)
 
 
 def revoke_token(conn: Connection, token: str, *, actor: Principal, now: datetime | None = None) -> bool:

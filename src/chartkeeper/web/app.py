@@ -11,13 +11,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chartkeeper import __version__
+from chartkeeper.completion.rules import load_rules
+from chartkeeper.completion.service import CompletionService, reset_listener_rules
 from chartkeeper.config import Settings, get_settings
 from chartkeeper.db import Database
 from chartkeeper.fhir.api import FHIR_JSON, fhir_error_response
 from chartkeeper.fhir.api import router as fhir_router
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.service import RecordService
-from chartkeeper.web import pages
+from chartkeeper.web import completion_pages, pages
 
 
 class BodyLimit:
@@ -44,7 +46,12 @@ class BodyLimit:
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    """The app. The chart completion rules are loaded and checked once here: a bad rule file stops
+    start-up with :class:`~chartkeeper.completion.rules.RuleFileError`, whose message lists every
+    problem as a sentence (``CHARTKEEPER_COMPLETION_RULES`` names the file; the defaults otherwise)."""
     settings = settings or get_settings()
+    rules = load_rules()
+    reset_listener_rules(rules)
     db = db or Database(settings.database_url)
     app = FastAPI(title="Chartkeeper", version=__version__,
                   description="Health information management: the versioned FHIR R4 patient record and "
@@ -52,6 +59,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.records = RecordService(db)
+    app.state.completion = CompletionService(db, rules, records=app.state.records)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -89,5 +97,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(fhir_router)
     app.include_router(pages.router)
+    app.include_router(completion_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -227,6 +227,27 @@ def require(request: Request, principal: Principal, action: Action, rtype: str) 
         raise HTTPException(403, exc.message) from None
 
 
+# Roles whose daily work is the HIM queues (waiving and reassigning deficiencies, chasing physicians).
+# The policy matrix decides what a role may read and change; these pages' actions also need the role,
+# so that a physician cannot waive or reassign deficiencies, their own included.
+HIM_ROLES = frozenset({"him_technician"})
+
+
+def require_role(request: Request, principal: Principal, roles: frozenset[str], action: Action, rtype: str,
+                 what: str) -> None:
+    """``require`` plus one of ``roles`` (system jobs pass); a refusal is audited and a 403 page."""
+    require(request, principal, action, rtype)
+    if principal.is_system or principal.roles & roles:
+        return
+    from chartkeeper.security import audit
+
+    with request.app.state.db.begin() as conn:
+        audit.record_detached(conn, principal, str(action), "denied", resource_type=rtype,
+                              detail=f"{what}: needs role {' or '.join(sorted(roles))}")
+    labels = " or ".join(ROLE_LABELS.get(r, r) for r in sorted(roles))
+    raise HTTPException(403, f"Only a user with the role {labels} may {what}.")
+
+
 def service_error(exc: FhirError) -> HTTPException:
     status = exc.status if exc.status in (400, 403, 404, 409, 410, 412, 413, 422) else 500
     if status == 410:
@@ -240,19 +261,32 @@ def csrf_token(request: Request) -> str:
 
 
 async def form_data(request: Request) -> dict[str, str]:
+    return (await form_lists(request))[0]
+
+
+async def form_lists(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The submitted form: the first value of each field, and every value (checkbox lists)."""
     form = await request.form()
     out: dict[str, str] = {}
+    lists: dict[str, list[str]] = defaultdict(list)
     for k, v in form.multi_items():
-        if isinstance(v, str) and k not in out:
-            out[k] = v
-    return out
+        if isinstance(v, str):
+            lists[k].append(v)
+            if k not in out:
+                out[k] = v
+    return out, dict(lists)
 
 
 async def checked_form(request: Request) -> dict[str, str]:
     """The submitted form, after its CSRF token was checked against the session's (403 if wrong)."""
-    data = await form_data(request)
+    return (await checked_form_lists(request))[0]
+
+
+async def checked_form_lists(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``checked_form`` with every value of repeated fields (the rows ticked in a queue)."""
+    data, lists = await form_lists(request)
     check_csrf(request, data.get("csrf_token") or "")
-    return data
+    return data, lists
 
 
 def render(
@@ -283,6 +317,8 @@ def _nav(p: Principal) -> dict[str, bool]:
     return {
         "patients": policy.can(p, Action.SEARCH, "Patient"),
         "register": policy.can(p, Action.CREATE, "Patient"),
+        "completion": bool(p.roles & HIM_ROLES) and policy.can(p, Action.SEARCH, "Task"),
+        "inbox": "physician" in p.roles and policy.can(p, Action.SEARCH, "Task"),
     }
 
 
@@ -451,6 +487,25 @@ def home_queues(request: Request, p: Principal) -> tuple[list[Queue], list[dict[
                 "Check new registrations for duplicates and typos.",
             )
         )
+    completion = request.app.state.completion
+    if roles & HIM_ROLES and policy.can(p, Action.SEARCH, "Task"):
+        c = completion.counts(p)
+        queues.extend([
+            Queue("Open chart deficiencies", c["open"], "/completion",
+                  "Deficiencies waiting for physicians, oldest due first."),
+            Queue("Incomplete charts", c["charts"], "/completion", "Discharged charts with an open deficiency."),
+            Queue("Delinquent charts", c["delinquent_charts"],
+                  f"/completion?older_than={completion.rules.delinquency_days}",
+                  "Incomplete past the facility's limit after discharge."),
+            Queue("Answered by physicians", c["answered"], "/completion?answered=yes",
+                  "Physicians say these cannot be completed: waive or reassign."),
+        ])
+    if "physician" in roles and policy.can(p, Action.SEARCH, "Task"):
+        c = completion.counts(p)
+        queues.append(Queue("Your open chart deficiencies", c["mine"], "/inbox",
+                            "Documents to sign or complete, and questions from HIM."
+                            if p.practitioner_id else
+                            "Your account is not linked to a practitioner yet: ask an administrator."))
     db = request.app.state.db
     if "privacy_officer" in roles:
         with db.begin() as conn:

@@ -36,6 +36,15 @@
     }
   });
 
+  // Queues with row checkboxes: "select all" ticks every enabled row of its form.
+  document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+    all.addEventListener("change", function () {
+      all.form.querySelectorAll('input[name="ids"]:not(:disabled)').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  });
+
   // Result tables: arrow keys move between rows, Enter (or a click) opens the row.
   document.querySelectorAll("table[data-keynav]").forEach(function (table) {
     var rows = Array.prototype.slice.call(table.querySelectorAll("tbody tr[data-href]"));
