@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chartkeeper import __version__
 from chartkeeper.completion.rules import load_rules
+from chartkeeper.completion.schedule import ReminderLoop
 from chartkeeper.completion.service import CompletionService, reset_listener_rules
 from chartkeeper.config import Settings, get_settings
 from chartkeeper.db import Database
@@ -53,7 +56,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     rules = load_rules()
     reset_listener_rules(rules)
     db = db or Database(settings.database_url)
-    app = FastAPI(title="Chartkeeper", version=__version__,
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Physicians' reminders and escalations on a schedule while the server runs.
+        loop = ReminderLoop(app.state.completion, settings.reminder_minutes)
+        loop.start()
+        try:
+            yield
+        finally:
+            loop.stop()
+
+    app = FastAPI(title="Chartkeeper", version=__version__, lifespan=lifespan,
                   description="Health information management: the versioned FHIR R4 patient record and "
                               "the HIM work around it.")
     app.state.settings = settings
