@@ -107,7 +107,8 @@ def test_a_missing_document_arriving_closes_its_deficiency_by_itself(db, records
 
     # A late document closes it as completed late.
     admit(put, people, eid="enc-2")
-    put(people.tech, docref("hp-2", "pat-1", "enc-2", HP, 30, signed=True))
+    # (Signed elsewhere and sent by the interface engine, a system job: users cannot set a signature.)
+    put(SYSTEM, docref("hp-2", "pat-1", "enc-2", HP, 30, signed=True))
     late = by_rule(db, "enc-2")[("hp-24h", "")]
     assert late["status"] == "completed" and late["completed_how"] == "document arrived late"
     # It was open in the record until the document arrived: completed then, not at the note's own date.
@@ -119,7 +120,7 @@ def test_an_operative_report_is_needed_per_procedure(db, people, put):
     admit(put, people)
     put(people.tech, procedure("pr-1", "pat-1", "enc-1", 10))
     put(people.tech, procedure("pr-2", "pat-1", "enc-1", 50))
-    put(people.tech, docref("op-1", "pat-1", "enc-1", OP_NOTE, 12, author="dr-surg", signed=True))
+    put(SYSTEM, docref("op-1", "pat-1", "enc-1", OP_NOTE, 12, author="dr-surg", signed=True))
     ops = {k: r for k, r in by_rule(db, "enc-1").items() if k[0] == "operative-report"}
     assert {k[1]: r["status"] for k, r in ops.items()} == {"Procedure/pr-1": "completed", "Procedure/pr-2": "open"}
     assert ops[("operative-report", "Procedure/pr-2")]["physician_id"] == "dr-surg"
@@ -265,6 +266,22 @@ def test_bulk_waive_is_all_or_nothing(db, svc, people, put):
         svc.waive(people.tech, [ds], "no")
     assert err.value.status == 422 and "reason" in err.value.message
     assert len(audit_entries(db, action="completion.waive")) == 1
+
+
+def test_only_him_staff_waive_reassign_or_send_reminders(db, svc, people, put):
+    """The matrix lets physicians update workflow data (their own tasks), but waiving or reassigning a
+    deficiency is HIM's decision: the attending cannot waive their own; refused and audited."""
+    admit(put, people)
+    hp = by_rule(db, "enc-1")[("hp-24h", "")]["id"]
+    for call in (lambda: svc.waive(people.att, [hp], "I was not the admitting physician"),
+                 lambda: svc.reassign(people.att, [hp], "dr-other"),
+                 lambda: svc.send_reminders(people.att)):
+        with pytest.raises(CompletionError) as err:
+            call()
+        assert err.value.status == 403 and "him_technician" in err.value.message
+    assert rows(db, id=hp)[0]["status"] == "open" and rows(db, id=hp)[0]["physician_id"] == "dr-att"
+    denied = [e for e in audit_entries(db) if e.outcome == "denied" and e.user_id == people.att.user_id]
+    assert {e.action for e in denied} >= {"completion.waive", "completion.reassign", "completion.remind"}
 
 
 # --- batch analysis -------------------------------------------------------------------------------

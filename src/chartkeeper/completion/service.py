@@ -620,6 +620,7 @@ class CompletionService:
                detail: str) -> list[Deficiency]:
         now = datetime.now(UTC)
         with self.db.begin() as conn:
+            _require_him(conn, principal, action)
             rows = [self._one(conn, principal, i, Action.UPDATE) for i in dict.fromkeys(ids)]
             for d in rows:
                 if d.status != OPEN:
@@ -642,6 +643,7 @@ class CompletionService:
             raise CompletionError(422, "Choose at least one deficiency to reassign.", code="required")
         now = datetime.now(UTC)
         with self.db.begin() as conn:
+            _require_him(conn, principal, "completion.reassign")
             try:
                 doc = self.store.read(conn, "Practitioner", practitioner_id)
             except FhirError:
@@ -794,6 +796,7 @@ class CompletionService:
         made: list[dict[str, Any]] = []
         with self.db.begin() as conn:
             self.records.authorize(conn, principal, Action.UPDATE, "Task", None)
+            _require_him(conn, principal, "completion.remind")
             rows = self._rows(conn, [DEF.c.status == OPEN], order=(DEF.c.physician_id, DEF.c.due_at))
             raw = {r.id: r for r in conn.execute(select(DEF.c.id, DEF.c.last_reminded_at).where(DEF.c.status == OPEN))}
             by_doc: dict[str | None, list[Deficiency]] = defaultdict(list)
@@ -890,6 +893,19 @@ class CompletionService:
                                                                      RES.c.deleted.is_(False)))]
             names = self.physician_names(conn, set(ids))
             return sorted(names.items(), key=lambda kv: kv[1])
+
+
+# Who manages the completion queue (waive, reassign, send reminders): the HIM department. The policy
+# matrix also lets physicians and coders update workflow data (their own tasks and queries); a waiver
+# or a reassignment is HIM's decision, never the physician's about their own deficiency.
+HIM_ROLES = frozenset({"him_technician"})
+
+
+def _require_him(conn: Connection, principal: Principal, action: str) -> None:
+    if principal.is_system or principal.roles & HIM_ROLES:
+        return
+    raise _refuse(conn, principal, action, "Task", None, None, 403,
+                  "Only the HIM department (role him_technician) can do this to deficiencies.", "not HIM staff")
 
 
 def _refuse(conn: Connection, principal: Principal, action: str, rtype: str, rid: str | None, pid: str | None,
