@@ -119,6 +119,10 @@ def read_file(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         yield None, None, f"the file cannot be read ({exc.__class__.__name__}: {exc})."
         return
+    fast = _read_bundle_once(data)
+    if fast is not None:
+        yield from _plan_entries(fast, default_method="POST", references_done=True)
+        return
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -148,11 +152,8 @@ def read_file(path: Path) -> Iterator[tuple[int | None, Any, str | None]]:
 _URN_REF = re.compile(rb'"reference"\s*:\s*"(urn:[^"\\]{1,100})"')
 
 
-def rewrite_urns(data: bytes, entries: list[Any]) -> list[Any] | None:
-    """The bundle's entries with every ``urn:`` reference rewritten to ``Type/id``, done on the raw
-    JSON text (one regular-expression pass instead of walking every element of every resource).
-    None when it cannot be done that way (an entry without a usable id, or a urn: that names no
-    entry): the caller then takes the general path, which also reports the bad references."""
+def _urn_targets(entries: list[Any]) -> dict[bytes, bytes] | None:
+    """``urn:`` fullUrl -> ``Type/id`` for a bundle's entries; None when an entry has no usable id."""
     urls: dict[bytes, bytes] = {}
     for e in entries:
         if not isinstance(e, dict):
@@ -168,6 +169,12 @@ def rewrite_urns(data: bytes, entries: list[Any]) -> list[Any] | None:
             if not (rid and bundles.ID_RE.match(rid)):
                 return None
         urls[full.encode()] = f"{res['resourceType']}/{rid}".encode()
+    return urls
+
+
+def _swap_urns(data: bytes, urls: dict[bytes, bytes]) -> bytes | None:
+    """``data`` with every ``"reference": "urn:..."`` rewritten through ``urls``; None when one
+    names no entry."""
     missing = False
 
     def swap(m: re.Match[bytes]) -> bytes:
@@ -179,12 +186,54 @@ def rewrite_urns(data: bytes, entries: list[Any]) -> list[Any] | None:
         return b'"reference":"' + target + b'"'
 
     out = _URN_REF.sub(swap, data)
-    if missing:
+    return None if missing else out
+
+
+def rewrite_urns(data: bytes, entries: list[Any]) -> list[Any] | None:
+    """The bundle's entries with every ``urn:`` reference rewritten to ``Type/id``, done on the raw
+    JSON text (one regular-expression pass instead of walking every element of every resource).
+    None when it cannot be done that way (an entry without a usable id, or a urn: that names no
+    entry): the caller then takes the general path, which also reports the bad references."""
+    urls = _urn_targets(entries)
+    if urls is None:
+        return None
+    out = _swap_urns(data, urls)
+    if out is None:
         return None
     if out is data:
         return entries
     entries2 = orjson.loads(out).get("entry")
     return entries2 if isinstance(entries2, list) and len(entries2) == len(entries) else None
+
+
+# An entry as bundle writers (Synthea among them) lay it out: fullUrl, then the resource starting
+# with its resourceType and id.
+_ENTRY_HEAD = re.compile(rb'"fullUrl"\s*:\s*"(urn:uuid:[^"\\]{1,100})"\s*,\s*"resource"\s*:\s*\{\s*'
+                         rb'"resourceType"\s*:\s*"([A-Za-z]{1,64})"\s*,\s*"id"\s*:\s*"([^"\\]{1,64})"')
+
+
+def _read_bundle_once(data: bytes) -> list[Any] | None:
+    """The common case in one JSON parse instead of two: read the urn: targets off the raw text,
+    rewrite the references, parse, then check that the targets read off the text are exactly those
+    of the parsed entries (so the result is the one :func:`rewrite_urns` gives). None whenever
+    anything differs or is unusual: the caller takes the general path."""
+    guess = {m.group(1): m.group(2) + b"/" + m.group(3) for m in _ENTRY_HEAD.finditer(data)}
+    if not guess:
+        return None
+    out = _swap_urns(data, guess)
+    if out is None:
+        return None
+    try:
+        doc = orjson.loads(out)
+    except orjson.JSONDecodeError:
+        return None
+    if not (isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
+            and doc.get("type") in ("transaction", "batch", "collection")):
+        return None
+    entries = doc.get("entry")
+    if not isinstance(entries, list) or _urn_targets(entries) != guess:
+        return None
+    return entries
 
 
 def _plan_entries(entries: list[Any], *, index_base: int = 0, default_method: str,
