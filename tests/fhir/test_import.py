@@ -114,3 +114,45 @@ def test_import_is_audited_per_patient(db, tmp_path):
 def test_shared_organizations_file_imports(db, shared_data, name):
     rep = run_import(RecordService(db), Principal.system("import:test"), [shared_data / "synthea-r4" / name])
     assert not rep.rejects and rep.created["Organization"] == 102
+
+
+def test_one_parse_fast_path_gives_what_the_general_path_gives(tmp_path):
+    from chartkeeper.fhir import importer
+
+    def entry(full, res):
+        return {"fullUrl": full, "resource": res, "request": {"method": "POST", "url": res["resourceType"]}}
+
+    def with_id(res, rid, subject=None):
+        out = {"resourceType": res["resourceType"], "id": rid, **res}
+        if subject:
+            out["subject"] = {"reference": subject}
+        return out
+
+    pat = with_id(patient(), "fp1")
+    o1 = with_id(obs("x"), "fo1", "urn:uuid:fp1")
+    layouts = {
+        # fullUrl, resourceType, id in the usual order: read in one parse.
+        "usual": [entry("urn:uuid:fp1", pat), entry("urn:uuid:fo1", o1)],
+        # resource before fullUrl: not read off the text, so the general path.
+        "other order": [{"resource": pat, "fullUrl": "urn:uuid:fp1"}, entry("urn:uuid:fo1", o1)],
+        # a reference to no entry: the general path reports it.
+        "dangling": [entry("urn:uuid:fo1", with_id(obs("x"), "fo1", "urn:uuid:nobody"))],
+        # the id differs from the fullUrl's uuid: references follow the id.
+        "own id": [entry("urn:uuid:x-1", pat), entry("urn:uuid:fo1", with_id(obs("x"), "fo1", "urn:uuid:x-1"))],
+    }
+    for name, entries in layouts.items():
+        data = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                            option=orjson.OPT_INDENT_2)
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(data)
+        fast = list(importer.read_file(path))
+        original = importer._read_bundle_once
+        importer._read_bundle_once = lambda _data: None
+        try:
+            general = list(importer.read_file(path))
+        finally:
+            importer._read_bundle_once = original
+        assert fast == general, name
+        assert (importer._read_bundle_once(data) is not None) == (name in ("usual", "own id")), name
+    own = [r for _, r, _ in importer.read_file(tmp_path / "own id.json")]
+    assert own[1]["subject"]["reference"] == "Patient/fp1"
