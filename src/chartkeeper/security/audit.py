@@ -56,6 +56,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chartkeeper.db.base import utcnow
+from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security.models import AuditCheckpointRow, AuditHeadRow, AuditRow
 from chartkeeper.security.principal import Principal
 
@@ -229,6 +230,12 @@ _HEAD_SET = (
 )
 _LOG_INSERT = insert(_log_t)
 _LOG_INSERT_RETURNING_ID = insert(_log_t).returning(_log_t.c.id)
+# The same statements for record(), the path every audited request takes: run on the driver's cursor
+# (see chartkeeper.db.driver), which costs a tenth of Connection.execute.
+_D_HEAD_FOR_UPDATE = DriverStatement(_HEAD_FOR_UPDATE)
+_D_HEAD_SET = DriverStatement(_HEAD_SET)
+_D_LOG_INSERT = DriverStatement(_LOG_INSERT, keys=("id", "seq", *_CONTENT, "prev_hash", "hash"))
+_D_LOG_INSERT_RETURNING_ID = DriverStatement(_LOG_INSERT_RETURNING_ID, keys=_CONTENT)
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
@@ -299,17 +306,23 @@ def record(
     }
     try:
         if _deferred(conn):
-            entry_id = int(conn.execute(_LOG_INSERT_RETURNING_ID, values).scalar_one())
+            row = _D_LOG_INSERT_RETURNING_ID.first(conn, values)
+            assert row is not None
             _ensure_listener(conn.engine)
             conn.info[_UNSEALED] = True
-            return entry_id
-        seq, prev = _lock_head(conn)
+            return int(row[0])
+        head_row = _D_HEAD_FOR_UPDATE.first(conn)
+        if head_row is None:
+            seq, prev = _lock_head(conn)
+        else:
+            seq, prev = int(head_row[0]), str(head_row[1])
         seq += 1
         values.update(id=seq, seq=seq, prev_hash=prev)
         digest = entry_hash(values)
         values["hash"] = digest
-        conn.execute(_LOG_INSERT, values)
-        _set_head(conn, seq, digest)
+        _D_LOG_INSERT.execute(conn, values)
+        key = signing_key()
+        _D_HEAD_SET.execute(conn, {"h_seq": seq, "h_hash": digest, "h_mac": _mac(key, seq, digest) if key else ""})
     except AuditWriteError:
         raise
     except Exception as exc:
