@@ -57,7 +57,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from chartkeeper.db.base import utcnow
 from chartkeeper.db.driver import DriverStatement
-from chartkeeper.security.models import AuditCheckpointRow, AuditHeadRow, AuditRow
+from chartkeeper.security.models import (
+    BULK_ACTIONS,
+    BULK_ACTIONS_EXCLUDED,
+    AuditCheckpointRow,
+    AuditHeadRow,
+    AuditRow,
+)
 from chartkeeper.security.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -568,6 +574,8 @@ def query(
         conds.append(_log_t.c.at < until)
     if action is not None:
         conds.append(_log_t.c.action == action)
+        if action not in BULK_ACTIONS:
+            conds.append(BULK_ACTIONS_EXCLUDED)  # lets the partial index ix_audit_log_action_at serve it
     if outcome is not None:
         conds.append(_log_t.c.outcome == outcome)
     if resource_type is not None:
