@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _Proc = Callable[[Any], Any]
 
@@ -26,7 +27,7 @@ class _Compiled:
     __slots__ = ("sql", "positional", "names", "defaults", "binds", "results")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None) -> None:
-        c = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        c = cast(SQLCompiler, stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None))
         self.sql = c.string
         self.positional = bool(dialect.positional)
         self.names: tuple[str, ...] = tuple(c.positiontup or ()) if self.positional else ()

@@ -563,7 +563,7 @@ def query(
     newest_first: bool = True,
 ) -> list[AuditEntry]:
     """Entries matching every given filter (``since`` inclusive, ``until`` exclusive), by id."""
-    conds = []
+    conds: list[Any] = []
     if patient_id is not None:
         conds.append(_log_t.c.patient_id == patient_id)
     if user_id is not None:
