@@ -4,3 +4,43 @@ from sqlalchemy import inspect
 def test_migrations_create_the_store_tables(db):
     names = set(inspect(db.engine).get_table_names())
     assert {"fhir_resource", "fhir_resource_version", "fhir_idx_token", "alembic_version"} <= names
+
+
+def test_driver_statements_convert_types_as_sqlalchemy_does(db):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, insert, select
+
+    from chartkeeper.db.base import UTCDateTime
+    from chartkeeper.db.driver import DriverStatement
+
+    md = MetaData()
+    t = Table("drv_check", md, Column("id", Integer, primary_key=True), Column("at", UTCDateTime()),
+              Column("naive", DateTime()), Column("flag", Boolean), Column("name", String(20)))
+    md.create_all(db.engine)
+    at = datetime(2026, 1, 31, 14, 5, 6, 789, tzinfo=UTC)
+    ins = DriverStatement(insert(t), keys=("id", "at", "naive", "flag", "name"))
+    sel = select(t.c.at, t.c.naive, t.c.flag, t.c.name).where(t.c.id == bindparam("i"))
+    with db.begin() as conn:
+        ins.execute(conn, {"id": 1, "at": at, "naive": datetime(2026, 1, 31), "flag": True, "name": "x"})
+        conn.execute(insert(t), {"id": 2, "at": at, "naive": datetime(2026, 1, 31), "flag": False, "name": None})
+    with db.begin() as conn:
+        for i in (1, 2):
+            assert DriverStatement(sel).first(conn, {"i": i}) == tuple(conn.execute(sel, {"i": i}).one())
+        assert DriverStatement(sel).first(conn, {"i": 3}) is None
+        assert DriverStatement(select(t.c.id).order_by(t.c.id)).all(conn) == [(1,), (2,)]
+    md.drop_all(db.engine)
+
+
+def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path):
+    from chartkeeper.db import Database
+
+    d = Database(f"sqlite:///{tmp_path}/c.db")
+    with d.begin() as conn:
+        conn.exec_driver_sql("create table t (x)")
+    cp = d._checkpointer
+    assert cp is not None and cp._thread is not None and cp._thread.is_alive()
+    thread = cp._thread
+    d.dispose()
+    assert not thread.is_alive()
+    assert Database("sqlite://")._checkpointer is None

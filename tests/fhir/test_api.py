@@ -184,6 +184,23 @@ def test_no_credentials_is_401(app):
     assert c.get("/fhir/Patient", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
 
 
+def test_read_checks_the_token_in_its_own_transaction_before_anything_else(client, app):
+    """read and vread look the bearer token up inside their transaction (PendingPrincipal): a bad token
+    is still 401 before any 404 or 400 that would say whether a resource or type exists."""
+    from fastapi.testclient import TestClient
+
+    pid = post(client, "/fhir/Patient", patient()).json()["id"]
+    c = TestClient(app)
+    bad = {"Authorization": "Bearer not-a-token"}
+    for path in (f"/fhir/Patient/{pid}", "/fhir/Patient/missing", "/fhir/NoSuchType/x", f"/fhir/Patient/{pid}/_history/1",
+                 f"/fhir/Patient/{pid}/_history/x"):
+        r = c.get(path, headers=bad)
+        assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"], path
+        assert "Rivera" not in r.text
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+    assert client.get(f"/fhir/Patient/{pid}/_history/1").status_code == 200
+
+
 def test_roles_without_access_get_403_never_data(client, tokens):
     pid = post(client, "/fhir/Patient", patient()).json()["id"]
     for role in ("none", "admin"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,14 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+# WAL checkpoints (copy the WAL into the database file, two fsyncs of a few ms each) run in a
+# background thread of each Database every CHECKPOINT_INTERVAL seconds after writes, instead of inside
+# whichever request's commit crosses SQLite's threshold while holding the write lock that every other
+# request waits on. SQLite's own automatic checkpoint stays as a backstop at WAL_BACKSTOP_PAGES.
+CHECKPOINT_INTERVAL = 0.25
+WAL_BACKSTOP_PAGES = 10000
 
 
 def normalize_url(url: str) -> str:
@@ -37,6 +47,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache per connection
             cur.execute("PRAGMA temp_store=MEMORY")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -64,6 +75,54 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+class _Checkpointer:
+    """Runs PRAGMA wal_checkpoint(PASSIVE) off the request path (see CHECKPOINT_INTERVAL).
+
+    PASSIVE never blocks writers or readers; the next writer rewinds the WAL once it is all copied.
+    The thread holds the engine weakly and ends with Database.dispose() or when the engine is gone.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+        self.dirty = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(CHECKPOINT_INTERVAL):
+            if not self.dirty:
+                continue
+            self.dirty = False
+            engine = self._engine()
+            if engine is None:
+                return
+            try:
+                raw = engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                finally:
+                    raw.close()
+            except Exception:  # noqa: BLE001 - the backstop checkpoint still runs; try again later
+                log.warning("sqlite: background checkpoint failed", exc_info=True)
+            del engine
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+
 class Database:
     """One engine plus helpers; the service layer takes connections from here."""
 
@@ -73,6 +132,9 @@ class Database:
         # SQLite has one writer at a time. Threads of this process queue on a lock and wake the
         # moment it is free, instead of polling the database lock with SQLite's sleeping busy handler.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        path = self.url.split("///", 1)[1] if "///" in self.url else ""
+        file_db = self.is_sqlite and path not in ("", ":memory:") and "mode=memory" not in self.url
+        self._checkpointer = _Checkpointer(self.engine) if file_db else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -90,6 +152,9 @@ class Database:
             return
         with self._write_lock, self.engine.begin() as conn:
             yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.dirty = True
+            self._checkpointer.start()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -100,4 +165,6 @@ class Database:
                 yield conn
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()

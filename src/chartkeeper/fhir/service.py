@@ -24,7 +24,7 @@ from chartkeeper.fhir.errors import FhirError
 from chartkeeper.fhir.store import FhirStore, IngestStats, Prepared, Stored, WriteResult, new_id
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action, Denied
-from chartkeeper.security.principal import Principal
+from chartkeeper.security.principal import PendingPrincipal, Principal
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,10 @@ class RecordService:
 
     # --- the policy + audit pair ------------------------------------------------------------------
 
+    @staticmethod
+    def _resolve(conn: Connection, who: Principal | PendingPrincipal | None) -> Principal | None:
+        return who.resolve(conn) if isinstance(who, PendingPrincipal) else who
+
     def authorize(self, conn: Connection, principal: Principal | None, action: Action, rtype: str,
                   patient_id: str | None, rid: str | None = None) -> None:
         if principal is None:
@@ -142,18 +146,23 @@ class RecordService:
 
     # --- single resources -------------------------------------------------------------------------
 
-    def read(self, principal: Principal | None, rtype: str, rid: str) -> Stored:
-        self._known(rtype)
+    # read and vread, the hottest audited paths, also take a PendingPrincipal (a bearer token checked
+    # first thing in this transaction, so that a request costs one transaction, not two).
+
+    def read(self, who: Principal | PendingPrincipal | None, rtype: str, rid: str) -> Stored:
         with self.db.begin() as conn:
+            principal = self._resolve(conn, who)
+            self._known(rtype)
             stored = self.store.read(conn, rtype, rid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
             self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
                        patient_id=stored.patient_id)
             return stored
 
-    def vread(self, principal: Principal | None, rtype: str, rid: str, vid: int) -> Stored:
-        self._known(rtype)
+    def vread(self, who: Principal | PendingPrincipal | None, rtype: str, rid: str, vid: int) -> Stored:
         with self.db.begin() as conn:
+            principal = self._resolve(conn, who)
+            self._known(rtype)
             stored = self.store.vread(conn, rtype, rid, vid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
             self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,

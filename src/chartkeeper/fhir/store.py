@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chartkeeper.db.driver import DriverStatement
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -165,6 +166,7 @@ _READ = (
                                      V.c.version_id == R.c.version_id)))
     .where(R.c.resource_type == bindparam("t"), R.c.id == bindparam("i"))
 )
+_D_READ = DriverStatement(_READ)  # run on the driver's cursor (chartkeeper.db.driver)
 
 
 LOCKABLE = frozenset({"DocumentReference"})
@@ -241,12 +243,13 @@ class FhirStore:
     # --- reads ----------------------------------------------------------------------------------
 
     def read(self, conn: Connection, rtype: str, rid: str) -> Stored:
-        row = conn.execute(_READ, {"t": rtype, "i": rid}).first()
+        row = _D_READ.first(conn, {"t": rtype, "i": rid})
         if row is None:
             raise not_found(rtype, rid)
-        if row.deleted:
+        version_id, last_updated, deleted, patient_id, content = row
+        if deleted:
             raise gone(rtype, rid)
-        return Stored(rtype, rid, row.version_id, row.last_updated, False, row.content, row.patient_id)
+        return Stored(rtype, rid, version_id, last_updated, False, content, patient_id)
 
     def vread(self, conn: Connection, rtype: str, rid: str, vid: int) -> Stored:
         row = conn.execute(

@@ -7,11 +7,12 @@ app sets it, else from the environment.
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
+from sqlalchemy import Connection
 
 from chartkeeper.config import Settings, get_settings
 from chartkeeper.db import Database
 from chartkeeper.security.policy import Denied
-from chartkeeper.security.principal import Principal
+from chartkeeper.security.principal import PendingPrincipal, Principal
 from chartkeeper.security.sessions import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -81,6 +82,43 @@ def optional_principal(request: Request) -> Principal | None:
     return None
 
 
+class _BearerPrincipal(PendingPrincipal):
+    """The bearer token of this request, looked up in the service's transaction (see PendingPrincipal)."""
+
+    __slots__ = ("request", "credential", "address")
+
+    def __init__(self, request: Request, credential: str, address: str | None) -> None:
+        self.request = request
+        self.credential = credential
+        self.address = address
+
+    def resolve(self, conn: Connection) -> Principal:
+        cached = getattr(self.request.state, "principal", None)
+        if isinstance(cached, Principal):
+            return cached
+        tp = resolve_token(conn, self.credential, client_address=self.address)
+        if tp is None:
+            raise _unauthorized("The bearer token is unknown, expired or revoked.", "invalid_token")
+        self.request.state.principal = tp
+        return tp
+
+
+def pending_principal(request: Request) -> Principal | PendingPrincipal:
+    """Like :func:`principal_from_request`, but a bearer token is checked later, in the transaction of
+    the service call it is passed to (which must take a PendingPrincipal): one transaction per request.
+    A malformed Authorization header, a missing credential and a session cookie are handled at once."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    auth = request.headers.get("authorization")
+    if auth is None or not get_app_settings(request).auth_enabled:
+        return principal_from_request(request)
+    scheme, _, credential = auth.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise _unauthorized("Use 'Authorization: Bearer <token>'.", "invalid_request")
+    return _BearerPrincipal(request, credential.strip(), client_address(request))
+
+
 def principal_from_request(request: Request) -> Principal:
     """The caller, or 401 with WWW-Authenticate when there is no valid token or session."""
     p = optional_principal(request)
@@ -124,6 +162,7 @@ __all__ = [
     "get_app_settings",
     "get_db",
     "optional_principal",
+    "pending_principal",
     "principal_from_request",
     "session_from_request",
 ]

@@ -18,6 +18,7 @@ from typing import cast
 from sqlalchemy import Connection, Table, and_, bindparam, or_, select
 
 from chartkeeper.db.base import utcnow
+from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security import audit
 from chartkeeper.security.models import AccessGrantRow, CareTeamRow, PatientRestrictionRow
 from chartkeeper.security.principal import ROLES, SYSTEM_ROLE, Principal
@@ -284,10 +285,11 @@ def _grant_live(now):  # type: ignore[no-untyped-def]
 
 
 _RESTRICTION = select(_restr.c.reason).where(_restr.c.patient_id == bindparam("pid"))
+_D_RESTRICTION = DriverStatement(_RESTRICTION)  # in every check: straight to the driver
 
 
 def restriction_reason(conn: Connection, patient_id: str) -> str | None:
-    row = conn.execute(_RESTRICTION, {"pid": patient_id}).first()
+    row = _D_RESTRICTION.first(conn, {"pid": patient_id})
     return str(row[0]) if row else None
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 ROLES = (
     "him_technician",
@@ -59,6 +63,20 @@ class Principal:
 
     def with_address(self, client_address: str | None) -> Principal:
         return replace(self, client_address=client_address)
+
+
+class PendingPrincipal:
+    """A caller whose credential is checked inside the service's own transaction.
+
+    An interface passes one instead of a :class:`Principal` when resolving the caller would otherwise
+    cost a transaction of its own (a bearer token is one indexed read; on the audited read path a
+    separate transaction for it costs as much as the read). The service calls :meth:`resolve` first
+    thing in its transaction, before it looks at any data; ``resolve`` returns the principal or raises
+    the interface's own "not authenticated" error, which rolls the transaction back.
+    """
+
+    def resolve(self, conn: Connection) -> Principal:
+        raise NotImplementedError
 
 
 def normalize_roles(roles: object) -> frozenset[str]:

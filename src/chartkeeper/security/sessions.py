@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, insert, select, upd
 
 from chartkeeper.config import Settings, get_settings
 from chartkeeper.db.base import utcnow
+from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security import audit
 from chartkeeper.security.models import ApiTokenRow, SessionRow, UserRow
 from chartkeeper.security.policy import Action, check
@@ -294,6 +295,7 @@ _TOKEN_LOOKUP = (
     .join(_users, _users.c.id == _tok.c.user_id)
     .where(_tok.c.token_hash == bindparam("h"))
 )
+_D_TOKEN_LOOKUP = DriverStatement(_TOKEN_LOOKUP)  # every API request: straight to the driver
 
 
 def resolve_token(
@@ -306,7 +308,7 @@ def resolve_token(
     if not token or len(token) > 200:
         return None
     now = now or utcnow()
-    row = conn.execute(_TOKEN_LOOKUP, {"h": _sha256(token)}).first()
+    row = _D_TOKEN_LOOKUP.first(conn, {"h": _sha256(token)})
     if row is None:
         return None
     expires_at, revoked_at, uid, uname, display, roles, active, practitioner = row

@@ -2,13 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 20:22:33.847412
+Create Date: 2026-11-22 21:37:05.231882
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import chartkeeper.db.base
+
 
 revision = "0001"
 down_revision = None
@@ -57,7 +57,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("seq", name=op.f("uq_audit_log_seq")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_log_action_at", ["action", "at"], unique=False)
+        batch_op.create_index(
+            "ix_audit_log_action_at",
+            ["action", "at"],
+            unique=False,
+            sqlite_where=sa.text("action NOT IN ('read', 'search')"),
+            postgresql_where=sa.text("action NOT IN ('read', 'search')"),
+        )
         batch_op.create_index("ix_audit_log_at", ["at"], unique=False)
         batch_op.create_index("ix_audit_log_patient_at", ["patient_id", "at"], unique=False)
         batch_op.create_index(
@@ -400,7 +406,11 @@ def downgrade() -> None:
         batch_op.drop_index("ix_audit_log_unsealed", postgresql_where=sa.text("seq IS NULL"), sqlite_where=sa.text("seq IS NULL"))
         batch_op.drop_index("ix_audit_log_patient_at")
         batch_op.drop_index("ix_audit_log_at")
-        batch_op.drop_index("ix_audit_log_action_at")
+        batch_op.drop_index(
+            "ix_audit_log_action_at",
+            sqlite_where=sa.text("action NOT IN ('read', 'search')"),
+            postgresql_where=sa.text("action NOT IN ('read', 'search')"),
+        )
 
     op.drop_table("audit_log")
     op.drop_table("audit_head")
