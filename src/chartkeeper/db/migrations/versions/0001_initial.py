@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-22 21:37:05.231882
 """
 
-from alembic import op
 import sqlalchemy as sa
-import chartkeeper.db.base
+from alembic import op
 
+import chartkeeper.db.base
 
 revision = "0001"
 down_revision = None
