@@ -681,8 +681,21 @@ def verify(conn: Connection, *, key: str | None = None, batch: int = 5000) -> Ve
     """Recompute the chain; report the first bad entry (altered, deleted, inserted, reordered).
 
     Checks the sealed chain; on PostgreSQL call :func:`seal_all` first to include the newest entries
-    (``unsealed`` says how many were left out).
+    (``unsealed`` says how many were left out). A writer may seal new entries while this reads (each
+    statement sees the latest commit on PostgreSQL): an entry past the head that the head has since
+    come to cover was sealed meanwhile, not inserted, and the check starts again from the new head.
     """
+    for _ in range(5):
+        result = _verify_once(conn, key=key, batch=batch)
+        if result.ok or result.first_bad_seq is None or "inserted" not in result.problem:
+            return result
+        now_head = conn.execute(select(_head_t.c.seq).where(_head_t.c.id == HEAD_ID)).scalar()
+        if now_head is None or int(now_head) < result.first_bad_seq:
+            return result
+    return result
+
+
+def _verify_once(conn: Connection, *, key: str | None, batch: int) -> VerifyResult:
     key = signing_key() if key is None else key
     head_row = conn.execute(select(_head_t.c.seq, _head_t.c.hash, _head_t.c.mac).where(_head_t.c.id == HEAD_ID)).first()
     head_seq = int(head_row[0]) if head_row else 0
