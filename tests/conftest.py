@@ -8,12 +8,14 @@ it fails: CI must test the production database.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from chartkeeper.db import Database
 
@@ -49,9 +51,19 @@ def _fresh_pg_schema() -> tuple[str, str]:
 
 def _drop_pg_schema(schema: str) -> None:
     eng = create_engine(PG_URL)
-    with eng.begin() as c:
-        c.execute(text(f'drop schema if exists "{schema}" cascade'))
-    eng.dispose()
+    try:
+        for attempt in range(5):
+            try:
+                with eng.begin() as c:
+                    c.execute(text(f'drop schema if exists "{schema}" cascade'))
+                return
+            except OperationalError:
+                # A background job of the test (audit sealing) may still hold a lock; try again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
+    finally:
+        eng.dispose()
 
 
 def make_database(backend: str, tmp_path: Path) -> tuple[Database, str | None]:

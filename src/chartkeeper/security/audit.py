@@ -455,6 +455,9 @@ class _Sealer:
         self.last = 0.0
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        # Held while a seal runs: disposing the engine waits for it, then no seal starts again.
+        self.running = threading.Lock()
+        self.closed = False
 
     def poke(self) -> None:
         now = time.monotonic()
@@ -479,21 +482,30 @@ class _Sealer:
         eng = self.ref()
         if eng is None:
             return
-        _in_hook.active = True
-        try:
-            with eng.begin() as c:
-                seal(c)
-        except Exception:  # noqa: BLE001 - sealing is retried by the next request
-            log.exception("audit: sealing failed; it will be retried")
-        finally:
-            _in_hook.active = False
+        with self.running:
+            if self.closed:
+                return
+            _in_hook.active = True
+            try:
+                with eng.begin() as c:
+                    seal(c)
+            except Exception:  # noqa: BLE001 - sealing is retried by the next request
+                log.exception("audit: sealing failed; it will be retried")
+            finally:
+                _in_hook.active = False
 
     def cancel(self) -> None:
-        """Drop a scheduled trailing run (the engine is being disposed)."""
+        """Drop a scheduled trailing run and wait for a running one (the engine is being disposed):
+        no connection is opened behind the disposer's back."""
         with self.lock:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
+        if not getattr(_in_hook, "active", False):
+            with self.running:
+                self.closed = True
+        else:
+            self.closed = True
 
 
 def _ensure_listener(engine: Engine) -> None:
