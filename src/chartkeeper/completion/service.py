@@ -246,10 +246,10 @@ class CompletionService:
         existing: dict[tuple[str, str, str], Any] = {}
         by_encounter: dict[str, list[tuple[tuple[str, str, str], Any]]] = defaultdict(list)
         enc_ids = [c.encounter_id for c in charts]
-        for row in conn.execute(select(DEF).where(DEF.c.encounter_id.in_(enc_ids))):
-            key = (row.encounter_id, row.rule_id, row.subject)
-            existing[key] = row
-            by_encounter[row.encounter_id].append((key, row))
+        for drow in conn.execute(select(DEF).where(DEF.c.encounter_id.in_(enc_ids))):
+            key = (drow.encounter_id, drow.rule_id, drow.subject)
+            existing[key] = drow
+            by_encounter[drow.encounter_id].append((key, drow))
         # The chart rows of the batch are replaced in two statements (one per chart cost more than the
         # analysis itself).
         conn.execute(delete(CHART).where(CHART.c.encounter_id.in_(enc_ids)))
@@ -325,7 +325,7 @@ class CompletionService:
 
     def _write_tasks(self, conn: Connection, ids: Sequence[str], principal: Principal, *,
                      action: str = "update") -> None:
-        rows = []
+        rows: list[Any] = []
         for i in range(0, len(ids), 500):
             rows.extend(conn.execute(select(DEF).where(DEF.c.id.in_(ids[i:i + 500]))))
         tasks = [self.task_resource(r) for r in rows]
@@ -759,7 +759,7 @@ class CompletionService:
                                         mode="update")[0]
             statement = (f"Electronically signed by {principal.display_name or principal.username} "
                          f"({principal.user_id}) at {fhir_instant(now)}")
-            prov = {
+            prov: dict[str, Any] = {
                 "resourceType": "Provenance", "id": new_id(),
                 "target": [{"reference": f"DocumentReference/{document_id}/_history/{res.version_id}"},
                            *([{"reference": f"Patient/{stored.patient_id}"}] if stored.patient_id else [])],
