@@ -604,3 +604,25 @@ def test_restricted_patients_deficiencies_are_not_in_another_users_queue_or_coun
     assert err.value.status == 403
     assert any(e.patient_id == "pat-2" and "restricted" in (e.detail or "")
                for e in audit_entries(db, user_id=people.tech.user_id, outcome="denied"))
+
+
+def test_the_tasks_the_server_builds_are_valid_fhir(db, records, svc, people, put):
+    """Task resources are written without validating each one again (they are built by
+    ``task_resource``), so every shape it builds is validated here: open, answered, completed (late),
+    waived, reassigned."""
+    from chartkeeper.fhir.validation import validate
+
+    admit(put, people)
+    put(people.tech, procedure("pr-1", "pat-1", "enc-1", 10))
+    got = by_rule(db, "enc-1")
+    hp, ds = got[("hp-24h", "")]["id"], got[("discharge-summary", "")]["id"]
+    svc.waive(people.tech, [hp], "filed on the paper record")
+    svc.respond(people.att, ds, "The patient left before the summary was dictated.")
+    svc.reassign(people.tech, [got[("operative-report", "Procedure/pr-1")]["id"]], "dr-other")
+    put(SYSTEM, docref("hp-late", "pat-1", "enc-1", HP, 30, signed=True))
+    seen = set()
+    for r in rows(db):
+        task = records.read(people.tech, "Task", r["id"]).resource()
+        assert validate(task) == [], (task, validate(task))
+        seen.add((task["status"], task["businessStatus"]["text"]))
+    assert {"cancelled", "rejected", "requested"} <= {s for s, _ in seen}
