@@ -626,3 +626,12 @@ def test_the_tasks_the_server_builds_are_valid_fhir(db, records, svc, people, pu
         assert validate(task) == [], (task, validate(task))
         seen.add((task["status"], task["businessStatus"]["text"]))
     assert {"cancelled", "rejected", "requested"} <= {s for s, _ in seen}
+
+
+def test_a_document_entered_in_error_closes_its_signature_deficiency_as_no_longer_required(db, records, people, put):
+    admit(put, people)
+    put(people.tech, docref("pn-1", "pat-1", "enc-1", HP, 6))
+    assert by_rule(db, "enc-1")[("authentication", "DocumentReference/pn-1")]["status"] == "open"
+    records.delete(people.tech, "DocumentReference", "pn-1")
+    gone = by_rule(db, "enc-1")[("authentication", "DocumentReference/pn-1")]
+    assert gone["status"] == "completed" and gone["completed_how"] == "no longer required"

@@ -302,11 +302,17 @@ class CompletionService:
                     vals["updated_at"] = now
                     changed.append((row.id, vals))
                     counts.updated += 1
+            present = {f"DocumentReference/{d.id}" for d in chart.docs} | {
+                f"{a.rtype}/{a.id}" for a in (*chart.procedures, *chart.orders, *chart.specimens)}
             for key, row in by_encounter.get(chart.encounter_id, ()):
                 if key not in seen and row.status == OPEN:
                     kind = self._kind(row.rule_id)
+                    what = row.subject.split("#", 1)[0]
+                    # The procedure, order, specimen or document it was about is gone (entered in
+                    # error, deleted): nothing is left to complete.
+                    how = HOW.get(kind, "requirement met") if not what or what in present else "no longer required"
                     changed.append((row.id, {"status": COMPLETED, "completed_at": now,
-                                             "completed_how": HOW.get(kind, "requirement met"), "updated_at": now}))
+                                             "completed_how": how, "updated_at": now}))
                     counts.completed += 1
         if inserts:
             conn.execute(insert(DEF), inserts)
