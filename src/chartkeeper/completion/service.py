@@ -18,6 +18,7 @@ clients see the physician's work list (``GET /fhir/Task?owner=Practitioner/{id}&
 from __future__ import annotations
 
 import base64
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -144,9 +145,11 @@ class QueuePage:
     physicians: dict[str, str] = field(default_factory=dict)  # practitioner id -> name
 
 
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def _fhir_id_ok(value: str) -> bool:
-    import re
-    return bool(re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value or ""))
+    return bool(_FHIR_ID.fullmatch(value or ""))
 
 
 class CompletionService:
