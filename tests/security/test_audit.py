@@ -579,3 +579,25 @@ def test_as_audit_event_is_valid_fhir(db: Database) -> None:
     assert login["type"]["code"] == "110114" and login["subtype"][0]["code"] == "110122"
     assert btg["purposeOfEvent"][0]["text"] == "emergency department treatment"
     assert export["type"]["code"] == "110106" and "who" not in export["agent"][0]
+
+
+def test_record_many_chains_like_one_by_one_and_verifies(db):
+    """A bulk job's entries (one per patient touched) go in with one statement, chained as if written
+    one by one: verify passes, and a tamper among them is caught."""
+    job = Principal.system("bulk-test")
+    with db.begin() as c:
+        audit.record(c, job, "import", "success", patient_id="p0", detail="before")
+        n = audit.record_many(c, job, "import", "success",
+                              [{"patient_id": f"p{i}", "detail": f"{i} resources written"} for i in range(1, 40)])
+        audit.record(c, job, "import", "success", patient_id="p40", detail="after")
+    assert n == 39
+    audit.seal_all(db.engine)
+    with db.read() as c:
+        assert audit.verify(c).ok
+        got = audit.query(c, user_id=job.user_id, limit=100)
+    assert sorted(e.patient_id for e in got) == sorted(f"p{i}" for i in range(41))
+    with db.begin() as c:
+        c.execute(text("UPDATE audit_log SET patient_id = 'someone-else' WHERE patient_id = 'p17'"))
+    with db.read() as c:
+        bad = audit.verify(c)
+    assert not bad.ok and bad.first_bad_seq is not None

@@ -430,9 +430,10 @@ class RecordService:
         for res in results:
             if res.outcome != "unchanged":
                 changed[res.patient_id] = changed.get(res.patient_id, 0) + 1
-        for pid, n in changed.items():
-            self.audit(conn, principal, audit_action, patient_id=pid,
-                       detail=f"{n} resources written" + (f" from {source}" if source else ""))
+        # One entry per patient touched, written in one statement (a bulk job touches thousands).
+        audit.record_many(conn, principal, audit_action, "success", [
+            {"patient_id": pid, "detail": f"{n} resources written" + (f" from {source}" if source else "")}
+            for pid, n in changed.items()])
         self.notify(conn, results, bulk=bulk)
         return stats
 
