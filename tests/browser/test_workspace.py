@@ -11,19 +11,13 @@ Never downloads a browser: the tests skip, with the reason, when /usr/bin/chromi
 from __future__ import annotations
 
 import base64
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browserkit import need_chromium, running_server, shot
 
 from chartkeeper.db import Database
 from chartkeeper.fhir.service import RecordService
@@ -32,13 +26,8 @@ from chartkeeper.security.principal import Principal
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("CHARTKEEPER_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "var" / "screenshots"
 PASSWORD = "browser-test-password-1"
 SYSTEM = Principal.system("browser-test")
-VIEWPORT = {"width": 1366, "height": 768}
 
 USERS = {
     "him_technician": ("tess", "Tess Technician"),
@@ -191,12 +180,6 @@ class Seeded:
     patients: dict[str, str]  # label -> id
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _seed(db: Database) -> dict[str, str]:
     svc = RecordService(db)
     with db.begin() as conn:
@@ -222,75 +205,15 @@ def _seed(db: Database) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium); "
-                    "the browser tests never download a browser")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("browser")
     url = f"sqlite:///{tmp / 'workspace.db'}"
     db = Database(url)
     db.upgrade()
     ids = _seed(db)
     db.dispose()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CHARTKEEPER_DATABASE_URL": url, "CHARTKEEPER_SECRET_KEY": "browser-test-secret",
-           "CHARTKEEPER_BASE_URL": base}
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "chartkeeper.web.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/login", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("the server did not start:\n" + (tmp / "server.log").read_text()[-3000:])
-            time.sleep(0.2)
+    with running_server(tmp, url) as base:
         yield Seeded(base, ids)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(server: Seeded) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport=VIEWPORT)
-    pg = ctx.new_page()
-    pg.set_default_timeout(10_000)
-    try:
-        yield pg
-    finally:
-        ctx.close()
-
-
-def shot(page: Any, name: str, *, full_page: bool = False) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
 
 
 def login(page: Any, base: str, role: str) -> None:
