@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PG = os.environ.get("CHARTKEEPER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from _bench_db import drop, fresh_url  # noqa: E402 - benchmarks/ is the script directory
 
 LOINC = "http://loinc.org"
 CK = "https://chartkeeper.org/fhir/CodeSystem/document-type"
@@ -150,29 +150,6 @@ def synthetic(encounters: int, seed: int = 7) -> Iterator[list[dict[str, Any]]]:
         yield out
 
 
-def _fresh(backend: str, tmp: str) -> tuple[str, str | None]:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp}/completion-{uuid.uuid4().hex[:6]}.db", None
-    from sqlalchemy import create_engine, text
-
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    eng = create_engine(PG)
-    with eng.begin() as c:
-        c.execute(text(f"create schema {schema}"))
-    eng.dispose()
-    return f"{PG}?options=-csearch_path%3D{schema}", schema
-
-
-def _drop(schema: str | None) -> None:
-    if schema:
-        from sqlalchemy import create_engine, text
-
-        eng = create_engine(PG)
-        with eng.begin() as c:
-            c.execute(text(f"drop schema {schema} cascade"))
-        eng.dispose()
-
-
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -235,7 +212,7 @@ def bench(backend: str, encounters: int, runs: int, writes: int) -> dict[str, An
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        url, schema = _fresh(backend, tmp)
+        url, schema = fresh_url(backend, tmp)
         try:
             db = Database(url)
             db.upgrade()
@@ -308,7 +285,7 @@ def bench(backend: str, encounters: int, runs: int, writes: int) -> dict[str, An
                        chart_cpu=statistics.median(chart_cpu), plain_cpu=statistics.median(plain_cpu))
             db.dispose()
         finally:
-            _drop(schema)
+            drop(schema)
     return out
 
 

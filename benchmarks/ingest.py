@@ -20,35 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "synthea-r4"
-PG = os.environ.get("CHARTKEEPER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _fresh_url(backend: str, tmp: str) -> tuple[str, str | None]:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:6]}.db", None
-    from sqlalchemy import create_engine, text
-
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    eng = create_engine(PG)
-    with eng.begin() as c:
-        c.execute(text(f"create schema {schema}"))
-    eng.dispose()
-    return f"{PG}?options=-csearch_path%3D{schema}", schema
-
-
-def _drop(schema: str | None) -> None:
-    if schema:
-        from sqlalchemy import create_engine, text
-
-        eng = create_engine(PG)
-        with eng.begin() as c:
-            c.execute(text(f"drop schema {schema} cascade"))
-        eng.dispose()
+from _bench_db import drop, fresh_url  # noqa: E402 - benchmarks/ is the script directory
 
 
 def _load_resources() -> list[bytes]:
@@ -124,12 +100,12 @@ def measure(kind: str, backend: str, runs: int) -> dict[str, float]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(runs):
-            url, schema = _fresh_url(backend, tmp)
+            url, schema = fresh_url(backend, tmp)
             try:
                 out = subprocess.run([sys.executable, __file__, "--child", kind, url], check=True,
                                      capture_output=True, text=True).stdout
             finally:
-                _drop(schema)
+                drop(schema)
             results.append(json.loads(out.strip().splitlines()[-1]))
     secs = statistics.median(r["seconds"] for r in results)
     n = results[0]["resources"]
