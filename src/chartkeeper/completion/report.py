@@ -65,12 +65,6 @@ def _months_back(now: datetime, n: int) -> list[str]:
     return out[::-1]
 
 
-def _aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def delinquency(conn: Connection, service: Any, *, months: int, now: datetime) -> DelinquencyReport:
     days = service.rules.delinquency_days
     limit = timedelta(days=days)
@@ -86,8 +80,8 @@ def delinquency(conn: Connection, service: Any, *, months: int, now: datetime) -
         for d in conn.execute(select(DEF.c.encounter_id, DEF.c.physician_id, DEF.c.status, DEF.c.completed_at)
                               .where(DEF.c.encounter_id.in_(ids[i:i + 500]), DEF.c.status != WAIVED)):
             ch = charts[d.encounter_id]
-            deadline = cast(datetime, _aware(ch.discharged_at)) + limit
-            done = _aware(d.completed_at)
+            deadline = ch.discharged_at + limit
+            done = d.completed_at
             if (d.status == OPEN and now > deadline) or (done is not None and done > deadline):
                 late_by_chart[d.encounter_id].add(d.physician_id)
             if d.status == OPEN:
@@ -96,7 +90,7 @@ def delinquency(conn: Connection, service: Any, *, months: int, now: datetime) -
     per_service: dict[str, dict[str, int]] = defaultdict(lambda: {"discharges": 0, "delinquent": 0})
     per_phys: dict[str | None, int] = defaultdict(int)
     for eid, ch in charts.items():
-        lab = _month(cast(datetime, _aware(ch.discharged_at)))
+        lab = _month(ch.discharged_at)
         if lab not in per_month:
             continue
         per_month[lab]["discharges"] += 1

@@ -287,7 +287,7 @@ class CompletionService:
                 if row.status != OPEN:
                     continue  # completed and waived deficiencies stay closed
                 if f.satisfied_at is not None:
-                    when = min(f.satisfied_at, now) if f.satisfied_at > _aware(row.opened_at) else now
+                    when = min(f.satisfied_at, now) if f.satisfied_at > row.opened_at else now
                     changed.append((row.id, {"status": COMPLETED, "completed_at": when,
                                              "completed_how": HOW[self._kind(f.rule_id)] + " late", "updated_at": now}))
                     counts.completed += 1
@@ -295,7 +295,7 @@ class CompletionService:
                 vals: dict[str, Any] = {}
                 if row.reassigned_by is None and f.physician_id != row.physician_id:
                     vals["physician_id"] = f.physician_id
-                if _aware(row.due_at) != f.due_at:
+                if row.due_at != f.due_at:
                     vals["due_at"] = f.due_at
                 if row.title != f.title[:300]:
                     vals["title"] = f.title[:300]
@@ -348,7 +348,7 @@ class CompletionService:
         if row.status == OPEN and row.response:
             status = "rejected"
         business = {OPEN: "open", COMPLETED: "completed", WAIVED: "waived"}[row.status]
-        if row.status == COMPLETED and row.completed_at and _aware(row.completed_at) > _aware(row.due_at):
+        if row.status == COMPLETED and row.completed_at and row.completed_at > row.due_at:
             business = "completed late"
         task: dict[str, Any] = {
             "resourceType": "Task", "id": row.id, "status": status, "intent": "order", "priority": "routine",
@@ -359,9 +359,9 @@ class CompletionService:
             "encounter": {"reference": f"Encounter/{row.encounter_id}"},
             "focus": {"reference": f"DocumentReference/{row.document_id}" if row.document_id
                       else f"Encounter/{row.encounter_id}"},
-            "authoredOn": fhir_instant(_aware(row.opened_at)),
-            "lastModified": fhir_instant(_aware(row.updated_at)),
-            "restriction": {"period": {"end": fhir_instant(_aware(row.due_at))}},
+            "authoredOn": fhir_instant(row.opened_at),
+            "lastModified": fhir_instant(row.updated_at),
+            "restriction": {"period": {"end": fhir_instant(row.due_at)}},
             "requester": {"display": "Health information management"},
         }
         if row.patient_id:
@@ -372,8 +372,8 @@ class CompletionService:
         if reason:
             task["statusReason"] = {"text": reason[:1000]}
         if row.completed_at:
-            task["executionPeriod"] = {"start": fhir_instant(_aware(row.opened_at)),
-                                       "end": fhir_instant(_aware(row.completed_at))}
+            task["executionPeriod"] = {"start": fhir_instant(row.opened_at),
+                                       "end": fhir_instant(row.completed_at)}
         return task
 
     # --- batch runs ---------------------------------------------------------------------------------
@@ -466,13 +466,13 @@ class CompletionService:
         return Deficiency(
             id=r.id, encounter_id=r.encounter_id, patient_id=r.patient_id, rule_id=r.rule_id,
             rule_title=self.rules.title(r.rule_id), subject=r.subject, title=r.title, document_id=r.document_id,
-            physician_id=r.physician_id, due_at=_aware(r.due_at), status=r.status, opened_at=_aware(r.opened_at),
-            completed_at=_aware(r.completed_at) if r.completed_at else None, completed_how=r.completed_how,
+            physician_id=r.physician_id, due_at=r.due_at, status=r.status, opened_at=r.opened_at,
+            completed_at=r.completed_at, completed_how=r.completed_how,
             waived_reason=r.waived_reason, response=r.response,
-            responded_at=_aware(r.responded_at) if r.responded_at else None,
-            escalated_at=_aware(r.escalated_at) if r.escalated_at else None,
+            responded_at=r.responded_at,
+            escalated_at=r.escalated_at,
             encounter_class=getattr(r, "encounter_class", "") or "", service=getattr(r, "service", "") or "",
-            discharged_at=_aware(r.discharged_at) if getattr(r, "discharged_at", None) else None)
+            discharged_at=r.discharged_at)
 
     def _filters(self, f: QueueFilter, now: datetime, hidden: set[str]) -> list[Any]:
         where: list[Any] = []
@@ -820,7 +820,7 @@ class CompletionService:
                 if pid is None:
                     continue
                 due_for = [d for d in items if raw[d.id].last_reminded_at is None
-                           or _aware(raw[d.id].last_reminded_at) <= now - every]
+                           or raw[d.id].last_reminded_at <= now - every]
                 if not due_for:
                     continue
                 overdue = sum(1 for d in items if d.overdue(now))
@@ -929,10 +929,6 @@ def _refuse(conn: Connection, principal: Principal, action: str, rtype: str, rid
                            "conflict" if status == 409 else "invalid")
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 # ================================================================================================
 # The write listener: re-analyse a chart when its encounter or documents change
 
@@ -975,7 +971,7 @@ def encounters_touched(conn: Connection, store: FhirStore, changes: Sequence[Cha
     return out
 
 
-_SERVICES: dict[int, CompletionService] = {}
+_LISTENER_SERVICE: CompletionService | None = None
 
 
 def check_encounters_exist(conn: Connection, store: FhirStore, changes: Sequence[Change]) -> None:
@@ -1026,14 +1022,12 @@ def _listener(conn: Connection, changes: list[Change], bulk: bool) -> None:
 
 
 def _service_for(conn: Connection) -> CompletionService:
-    """The listener's service: default rules (or the facility's file), no database handle needed
-    beyond the caller's connection."""
-    key = 0
-    svc = _SERVICES.get(key)
-    if svc is None:
-        svc = CompletionService(_NoDb(), load_rules())  # type: ignore[arg-type]
-        _SERVICES[key] = svc
-    return svc
+    """The listener's service: the rules the app or CLI loaded at start (else the configured file),
+    working only in the writer's transaction."""
+    global _LISTENER_SERVICE
+    if _LISTENER_SERVICE is None:
+        _LISTENER_SERVICE = CompletionService(_NoDb(), load_rules())  # type: ignore[arg-type]
+    return _LISTENER_SERVICE
 
 
 class _NoDb:
@@ -1050,11 +1044,9 @@ add_write_listener(_listener)
 
 def reset_listener_rules(rules: RuleSet | None = None) -> None:
     """Use these rules in the write listener (the app and the CLI call this at start, after loading
-    and checking the facility's rule file)."""
-    if rules is None:
-        _SERVICES.clear()
-        return
-    _SERVICES[0] = CompletionService(_NoDb(), rules)  # type: ignore[arg-type]
+    and checking the facility's rule file); None: load them again on next use."""
+    global _LISTENER_SERVICE
+    _LISTENER_SERVICE = None if rules is None else CompletionService(_NoDb(), rules)  # type: ignore[arg-type]
 
 
 __all__ = ["AnalysisCounts", "CompletionError", "CompletionService", "Deficiency", "QueueFilter", "QueuePage",

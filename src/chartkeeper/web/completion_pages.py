@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from chartkeeper.completion import engine
 from chartkeeper.completion.report import svg_trend
-from chartkeeper.completion.service import CompletionError, CompletionService, Deficiency, QueueFilter
+from chartkeeper.completion.service import HIM_ROLES, CompletionError, CompletionService, Deficiency, QueueFilter
 from chartkeeper.fhir.errors import FhirError
 from chartkeeper.fhir.store import is_signed_document
 from chartkeeper.security import policy
@@ -33,7 +33,6 @@ from chartkeeper.security.policy import Action
 from chartkeeper.security.principal import Principal
 from chartkeeper.web import forms
 from chartkeeper.web.pages import (
-    HIM_ROLES,
     RECENT_DAYS,
     SECURITY_HEADERS,
     _patient_banner,
@@ -417,15 +416,19 @@ def _months(request: Request) -> int:
     return int(raw)
 
 
-@router.get("/completion/report")
-def report_page(request: Request) -> Response:
+def _delinquency(request: Request) -> tuple[Any, int]:
     p = current_principal(request)
     require(request, p, Action.SEARCH, "Task")
     months = _months(request)
     try:
-        rep = completion(request).delinquency(p, months=months)
+        return completion(request).delinquency(p, months=months), months
     except CompletionError as exc:
         raise service_error(exc) from None
+
+
+@router.get("/completion/report")
+def report_page(request: Request) -> Response:
+    rep, months = _delinquency(request)
     return render(request, "completion_report.html", {
         "rep": rep, "months": months, "svg": Markup(svg_trend(rep)),  # noqa: S704 - built with html.escape
         "provisional": sum(1 for m in rep.months if m["provisional"]),
@@ -434,13 +437,7 @@ def report_page(request: Request) -> Response:
 
 @router.get("/completion/report.csv")
 def report_csv(request: Request) -> Response:
-    p = current_principal(request)
-    require(request, p, Action.SEARCH, "Task")
-    months = _months(request)
-    try:
-        rep = completion(request).delinquency(p, months=months)
-    except CompletionError as exc:
-        raise service_error(exc) from None
+    rep, months = _delinquency(request)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     headers = {**SECURITY_HEADERS,
                "Content-Disposition": f'attachment; filename="delinquency-{months}m-{stamp}.csv"'}

@@ -29,6 +29,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from chartkeeper.completion.service import HIM_ROLES
 from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError
 from chartkeeper.fhir.service import RecordService
@@ -230,7 +231,6 @@ def require(request: Request, principal: Principal, action: Action, rtype: str) 
 # Roles whose daily work is the HIM queues (waiving and reassigning deficiencies, chasing physicians).
 # The policy matrix decides what a role may read and change; these pages' actions also need the role,
 # so that a physician cannot waive or reassign deficiencies, their own included.
-HIM_ROLES = frozenset({"him_technician"})
 
 
 def require_role(request: Request, principal: Principal, roles: frozenset[str], action: Action, rtype: str,
