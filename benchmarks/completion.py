@@ -168,7 +168,7 @@ def read_floor(svc: Any, ids: list[str]) -> int:
     import orjson
 
     from chartkeeper.completion import engine
-    from chartkeeper.completion.service import BATCH
+    from chartkeeper.completion.service import BATCH, LINKED
 
     store = svc.store
     n = 0
@@ -176,9 +176,7 @@ def read_floor(svc: Any, ids: list[str]) -> int:
         with svc.db.read() as conn:
             encs = [orjson.loads(s.content) for s in store.read_many(conn, [("Encounter", e) for e in ids[i:i + BATCH]])]
             targets = [("Encounter", e["id"]) for e in encs]
-            docs = []
-            for rtype in ("DocumentReference", "Composition", "Procedure", "ServiceRequest"):
-                docs += [orjson.loads(s.content) for s in store.referencing(conn, rtype, "encounter", targets)]
+            docs = [orjson.loads(s.content) for s in store.referencing(conn, LINKED, "encounter", targets)]
             pats = {engine.ref_id(e.get("subject"), "Patient") for e in encs} - {None}
             docs += [orjson.loads(s.content) for s in store.referencing(conn, "Specimen", "patient",
                                                                         [("Patient", p) for p in pats if p])]

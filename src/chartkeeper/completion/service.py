@@ -40,9 +40,8 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
-from chartkeeper.fhir import searchparams as sp
 from chartkeeper.fhir.errors import FhirError, Issue
-from chartkeeper.fhir.models import ReferenceIndex, ResourceRow
+from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
 from chartkeeper.security import audit, policy
@@ -54,11 +53,8 @@ DEF = cast(Table, DeficiencyRow.__table__)
 NOTE = cast(Table, NotificationRow.__table__)
 PENDING = cast(Table, PendingRow.__table__)
 RES = cast(Table, ResourceRow.__table__)
-IDX_REF = cast(Table, ReferenceIndex.__table__)
-# The resource types that belong to an encounter's chart through their encounter reference, and the
-# index parameter that reference is stored under.
+# The resource types that belong to an encounter's chart through their encounter reference.
 LINKED = ("DocumentReference", "Composition", "Procedure", "ServiceRequest")
-LINKED_PARAMS = tuple(sorted({sp.BY_NAME[t]["encounter"].stored_as for t in LINKED}))
 
 TASK_CODES = "https://chartkeeper.org/fhir/CodeSystem/chart-deficiency"
 SIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.10065.1.12.1.1",
@@ -190,14 +186,7 @@ class CompletionService:
         # What points at these encounters, of the four linked types, in one index query per 500
         # encounters (then one read per type found): a single document's re-analysis is mostly
         # statement overhead.
-        enc_ids = [e["id"] for e in encs]
-        keys: list[tuple[str, str]] = []
-        for i in range(0, len(enc_ids), 500):
-            keys.extend((r[0], r[1]) for r in conn.execute(
-                select(IDX_REF.c.resource_type, IDX_REF.c.resource_id).where(
-                    IDX_REF.c.resource_type.in_(LINKED), IDX_REF.c.param.in_(LINKED_PARAMS),
-                    IDX_REF.c.target_type == "Encounter", IDX_REF.c.target_id.in_(enc_ids[i:i + 500]))))
-        for s in self.store.read_many(conn, keys):
+        for s in self.store.referencing(conn, LINKED, "encounter", [("Encounter", e["id"]) for e in encs]):
             rtype = s.resource_type
             res = orjson.loads(s.content or "{}")
             ctx = res.get("context") if rtype == "DocumentReference" else None

@@ -281,17 +281,20 @@ class FhirStore:
                                                         r.content, r.patient_id)
         return [found[k] for k in keys if k in found]
 
-    def referencing(self, conn: Connection, rtype: str, param: str, targets: Iterable[tuple[str, str]]) -> list[Stored]:
-        """Current resources of ``rtype`` whose reference parameter ``param`` points at any of
-        ``targets`` ((type, id) pairs): e.g. every DocumentReference of a batch of encounters, in
-        one index query and one read per 500 targets. Unpaged: for domain jobs, not for the API."""
-        stored_as = searchparams.BY_NAME[rtype][param].stored_as
+    def referencing(self, conn: Connection, rtype: str | Sequence[str], param: str,
+                    targets: Iterable[tuple[str, str]]) -> list[Stored]:
+        """Current resources of ``rtype`` (one type or several) whose reference parameter ``param``
+        points at any of ``targets`` ((type, id) pairs): e.g. every document, procedure and order of a
+        batch of encounters, in one index query and one read per type per 500 targets. Unpaged: for
+        domain jobs, not for the API."""
+        rtypes = (rtype,) if isinstance(rtype, str) else tuple(rtype)
+        params = sorted({searchparams.BY_NAME[t][param].stored_as for t in rtypes})
         keys: list[tuple[str, str]] = []
         for ttype, ids in by_type(targets, 500):
-            rows = conn.execute(select(IDX_REF.c.resource_id).where(
-                IDX_REF.c.resource_type == rtype, IDX_REF.c.param == stored_as,
+            rows = conn.execute(select(IDX_REF.c.resource_type, IDX_REF.c.resource_id).where(
+                IDX_REF.c.resource_type.in_(rtypes), IDX_REF.c.param.in_(params),
                 IDX_REF.c.target_id.in_(ids), IDX_REF.c.target_type == ttype))
-            keys.extend((rtype, r[0]) for r in rows)
+            keys.extend((r[0], r[1]) for r in rows)
         return self.read_many(conn, keys)
 
     def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
