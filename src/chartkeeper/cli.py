@@ -61,17 +61,18 @@ def import_cmd(
     except FileNotFoundError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    from chartkeeper.completion.cli import open_service, run_pending
+
     db = open_db()
     records = RecordService(db)
+    completion = open_service(None, db, records)  # the rule file is checked before anything is imported
     started = time.perf_counter()
     with Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty() and as_json) as bar:
         task = bar.add_task("", total=len(files))
         rep = run_import(records, cli_principal("import"), files,
                          progress=lambda done, total, name: bar.update(task, completed=done, description=name))
-    from chartkeeper.completion.cli import _service, run_pending
-
-    pending = run_pending(_service(None), cli_principal("completion"), quiet=as_json)
+    pending = run_pending(completion, cli_principal("completion"), quiet=as_json)
     elapsed = time.perf_counter() - started
     report_path = report or Path("var") / f"import-rejects-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
     write_report(rep, report_path)
@@ -136,10 +137,11 @@ def demo(patients: int = typer.Option(200, help="How many people to generate."),
     records end today, and analyse its charts for deficiencies."""
     from datetime import date
 
-    from chartkeeper.completion.cli import _service, run_pending
+    from chartkeeper.completion.cli import open_service, run_pending
     from chartkeeper.demo.load import load_population
 
     db = open_db()
+    completion = open_service(None, db)  # the rule file is checked before anything is generated
     started = time.perf_counter()
     with Progress(TextColumn("[bold]demo population"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
@@ -147,7 +149,7 @@ def demo(patients: int = typer.Option(200, help="How many people to generate."),
         rep = load_population(db, patients, seed, today=date.today(),
                               progress=lambda n: bar.update(task, completed=n))
         bar.update(task, completed=patients)
-    counts = run_pending(_service(None), cli_principal("completion"))
+    counts = run_pending(completion, cli_principal("completion"))
     secs = time.perf_counter() - started
     print(f"{rep.patients} people, {rep.resources} resources in {secs:.1f} s "
           f"({rep.patients / secs:.0f} patients/s); {len(rep.rejects)} rejected; "

@@ -33,7 +33,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _service(rules_path: Path | None):  # type: ignore[no-untyped-def]
+def open_service(rules_path: Path | None, db=None, records=None):  # type: ignore[no-untyped-def]
+    """The completion service over ``db`` (default: the configured database), with the rule file
+    loaded and checked; the write listener uses the same rules."""
     from chartkeeper.cli import open_db
     from chartkeeper.completion.service import CompletionService, reset_listener_rules
 
@@ -42,7 +44,7 @@ def _service(rules_path: Path | None):  # type: ignore[no-untyped-def]
     except RuleFileError as exc:
         raise _fail(str(exc)) from None
     reset_listener_rules(rules)
-    return CompletionService(open_db(), rules)
+    return CompletionService(db or open_db(), rules, records=records)
 
 
 def run_pending(svc, principal, *, quiet: bool = False):  # type: ignore[no-untyped-def]
@@ -68,7 +70,7 @@ def analyze(
     s, u = _date(since, "--since"), _date(until, "--until")
     if s and u and s >= u:
         raise _fail("--since must be before --until.")
-    svc = _service(rules)
+    svc = open_service(rules)
     who = cli_principal("completion")
     if pending:
         counts = run_pending(svc, who, quiet=as_json)
@@ -100,7 +102,7 @@ def remind(as_json: bool = typer.Option(False, "--json", help="Print what was se
     the web server also runs it every hour)."""
     from chartkeeper.cli import cli_principal
 
-    svc = _service(rules)
+    svc = open_service(rules)
     made = svc.send_reminders(cli_principal("completion"))
     if as_json:
         print(json.dumps([{k: v for k, v in m.items() if k != "body"} for m in made], indent=2, default=str))
