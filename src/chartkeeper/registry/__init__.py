@@ -1,0 +1,1 @@
+"""Cancer registry: casefinding, NAACCR abstracts, edits, follow-up, survival and incidence."""
