@@ -35,6 +35,7 @@ ALL = "All cases"
 DAYS_PER_MONTH = 365.25 / 12
 
 FloatArray = NDArray[np.float64]
+Strata = Sequence[Hashable] | NDArray[np.generic]
 IntArray = NDArray[np.int64]
 
 
@@ -234,7 +235,7 @@ def _event_value(e: object) -> int | None:
     return None
 
 
-def _arrays(time: ArrayLike, event: ArrayLike, strata: Sequence[Hashable] | ArrayLike | None
+def _arrays(time: ArrayLike, event: ArrayLike, strata: Strata | None
             ) -> tuple[FloatArray, IntArray, IntArray, list[str]]:
     t = np.asarray(time, dtype=np.float64)
     e_raw = np.asarray(event)
@@ -261,7 +262,7 @@ def _arrays(time: ArrayLike, event: ArrayLike, strata: Sequence[Hashable] | Arra
         raise SurvivalInputError("There are no cases to analyse.")
     if strata is None:
         return t, e, np.zeros(t.shape[0], dtype=np.int64), [ALL]
-    s = np.asarray([str(x) for x in strata] if not isinstance(strata, np.ndarray) else strata.astype(str))
+    s = strata.astype(str) if isinstance(strata, np.ndarray) else np.asarray([str(x) for x in strata])
     if s.shape != t.shape:
         raise SurvivalInputError(f"There must be one stratum per case (got {s.shape[0]} strata for {t.shape[0]} cases).")
     labels, codes = np.unique(s, return_inverse=True)
@@ -316,7 +317,7 @@ def _grouped(t: FloatArray, e: IntArray, codes: IntArray) -> tuple[IntArray, Flo
 # ---------------------------------------------------------------------------------------- Kaplan-Meier
 
 
-def kaplan_meier(time: ArrayLike, event: ArrayLike, strata: Sequence[Hashable] | ArrayLike | None = None, *,
+def kaplan_meier(time: ArrayLike, event: ArrayLike, strata: Strata | None = None, *,
                  alpha: float = 0.05, ci: CIMethod = "log-log") -> dict[str, KaplanMeier]:
     """Kaplan-Meier curves, one per stratum (key: the stratum label, in sorted order; ``"All cases"``
     without strata). ``alpha=0.05`` gives 95% intervals."""
@@ -362,7 +363,7 @@ def interval_edges(max_time: float, width: float) -> FloatArray:
     return np.arange(k + 1, dtype=np.float64) * width
 
 
-def life_table(time: ArrayLike, event: ArrayLike, strata: Sequence[Hashable] | ArrayLike | None = None, *,
+def life_table(time: ArrayLike, event: ArrayLike, strata: Strata | None = None, *,
                width: float = 12.0, edges: Sequence[float] | None = None, alpha: float = 0.05,
                ci: CIMethod = "log-log") -> dict[str, LifeTable]:
     """Actuarial life tables, one per stratum. Intervals are ``[edge_k, edge_k+1)``: by default
@@ -403,7 +404,7 @@ def life_table(time: ArrayLike, event: ArrayLike, strata: Sequence[Hashable] | A
         if used.size == 0:
             continue
         last = int(used[-1]) + 1
-        sv, g = surv[s, :last], gw[s, :last]
+        sv, g = surv[s, :last].astype(np.float64), gw[s, :last].astype(np.float64)
         lower, upper = _bounds(sv, g, z, ci)
         out[label] = LifeTable(label, ed[:last].copy(), ed[1:last + 1].copy(), entering[s, :last], deaths[s, :last],
                                withdrawn[s, :last], effective[s, :last], p[s, :last], sv, sv * np.sqrt(g),
