@@ -251,3 +251,24 @@ def test_age_groups_of_ages() -> None:
         ["00", "01-04", "01-04", "05-09", "05-09", "10-14", "80-84", "85+", "85+"]
     with pytest.raises(ValueError, match="negative"):
         AgeGroup.of_age(-1)
+
+
+def test_ranked_chart_of_counties_is_accessible_and_deterministic() -> None:
+    import xml.etree.ElementTree as ET
+
+    from chartkeeper.registry.plots import svg_ranked_bars
+
+    pop = load_population(population_csv(synthetic_population(COUNTIES, 2020, seed=1)))
+    cases = [IncidenceCase(CountyFIPS(f), 2020, Sex.MALE, 70) for f, n in (("06037", 50), ("06059", 5), ("32003", 20))
+             for _ in range(n)]
+    report = incidence(cases, pop)
+    svg = svg_ranked_bars(report)
+    assert svg == svg_ranked_bars(report)
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.find(f"{ns}title").text == "Age-adjusted rate per 100,000 by county, 2020"  # type: ignore[union-attr]
+    labels = [t.text for t in root.iter(f"{ns}text") if t.text and t.text[0].isdigit() and ". " in t.text]
+    assert labels == [f"{i}. {r.area} ({r.state})" for i, r in enumerate(report.ranked(), start=1)]
+    widths = [float(r.get("width", 0)) for r in root.iter(f"{ns}rect")]
+    assert widths == sorted(widths, reverse=True)
+    assert len(ET.fromstring(svg_ranked_bars(report, limit=2)).findall(f"{ns}rect")) == 2

@@ -227,3 +227,35 @@ def test_life_table_with_narrow_intervals_tracks_kaplan_meier() -> None:
     lt = life_table(t, e, width=1)[ALL]
     for x in (12.0, 24.0, 48.0):
         assert abs(km.at(x - 1e-9).survival - lt.at(x).survival) < 0.01
+
+
+# ----------------------------------------------------------------------------------------- the picture
+
+
+def test_survival_curves_draw_one_labelled_curve_per_site_with_numbers_at_risk() -> None:
+    import xml.etree.ElementTree as ET
+
+    from chartkeeper.registry.plots import svg_survival
+
+    data = prepare(_cases())
+    curves = kaplan_meier(data.time, data.event, data.strata)
+    svg = svg_survival(curves, title="Observed survival by site", ticks=[0, 12, 24, 36, 48], ci_band=True)
+    assert svg == svg_survival(curves, title="Observed survival by site", ticks=[0, 12, 24, 36, 48], ci_band=True)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    root = ET.fromstring(svg)
+    assert root.get("role") == "img"
+    assert root.find("s:title", ns).text == "Observed survival by site"  # type: ignore[union-attr]
+    desc = root.find("s:desc", ns).text  # type: ignore[union-attr]
+    assert "Breast, 10 cases" in desc and "Lung and Bronchus, 6 cases" in desc
+    step_paths = [p for p in root.iter("{http://www.w3.org/2000/svg}path") if p.get("fill") == "none"]
+    assert len(step_paths) == 2 and step_paths[0].get("stroke") != step_paths[1].get("stroke")
+    assert step_paths[1].get("stroke-dasharray")  # told apart without colour too
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "Number at risk" in texts and "Months since diagnosis" in texts
+    # Breast row of the at-risk table: 10 at 0, 7 at 12, 4 at 24, 2 at 36, 1 at 48
+    i = texts.index("Breast")
+    assert texts[i + 1:i + 6] == ["10", "7", "4", "2", "1"]
+    tables = life_table(data.time, data.event, data.strata)
+    lt_svg = svg_survival(tables, title="Life table")
+    assert "actuarial survival for 2 group(s)" in lt_svg and ET.fromstring(lt_svg) is not None
+    assert svg_survival({}) == ""
