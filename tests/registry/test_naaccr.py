@@ -260,6 +260,18 @@ def test_export_refuses_values_that_do_not_fit_and_writes_the_rest() -> None:
     assert read_all(buf.getvalue())[1] == [good]
 
 
+def test_export_escapes_markup_and_refuses_characters_xml_cannot_carry(xsd) -> None:
+    tricky = NaaccrPatient({"patientIdNumber": "00000001", "nameLast": 'O<Neil & "Sons">', "nameFirst": "Zoë"},
+                           [{"primarySite": "C509", "textRemarks": "line one\r\nline two & more"}], 3)
+    control = NaaccrPatient({"patientIdNumber": "00000002", "nameLast": "Bad\x07Bell"}, [], 9)
+    buf = io.BytesIO()
+    report = write(buf, None, [tricky, control], "260", "A")
+    assert xsd.validate(etree.fromstring(buf.getvalue()))
+    assert read_all(buf.getvalue())[1] == [tricky]
+    (r,) = report.rejects
+    assert (r.patient_index, r.item_id) == (2, "nameLast") and "control character" in r.reason
+
+
 def test_export_to_a_version_we_do_not_ship_is_refused() -> None:
     with pytest.raises(ValueError, match="writes NAACCR versions 230, 240, 250, 260"):
         write(io.BytesIO(), None, [], "180", "I")
