@@ -149,6 +149,8 @@ class Item:
     allow_unlimited_text: bool = False
     trim: bool = True
     _check: Callable[[str], str | None] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _ok: set[str] = field(default_factory=set, repr=False, compare=False)
+    """Values already found to fit (bounded): most values repeat, so most checks are one set lookup."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_check", _make_checker(self))
@@ -234,21 +236,17 @@ def _make_checker(item: Item) -> Callable[[str], str | None]:
                     "this value is not: correct it.")
 
     is_date = dt is DataType.DATE
-    seen: dict[str, str | None] = {}
+    good = item._ok
 
     def check(v: str) -> str | None:
-        verdict = seen.get(v, _UNSEEN)
-        if verdict is not _UNSEEN:
-            return verdict  # type: ignore[return-value]
-        ok = len(v) <= n and match(v) is not None and (not is_date or len(v) < 8 or _real_day(v))
-        verdict = None if ok else explain(v)
-        if len(seen) < 4096:
-            seen[v] = verdict
-        return verdict
+        if v in good:
+            return None
+        if len(v) <= n and match(v) is not None and (not is_date or len(v) < 8 or _real_day(v)):
+            if len(good) < 4096:
+                good.add(v)
+            return None
+        return explain(v)
     return check
-
-
-_UNSEEN = object()
 
 
 def _real_day(v: str) -> bool:
@@ -659,31 +657,27 @@ class NaaccrReader:
         rejects: list[Reject] = []
         items: dict[str, str] = {}
         tumors: list[dict[str, str]] = []
-        fill = self._fill
-        for child in el:
-            tag = child.tag
-            if tag == _ITEM:
-                fill((child,), Level.PATIENT, items, index, rejects)
-            elif tag == _TUMOR:
-                t: dict[str, str] = {}
-                fill(child, Level.TUMOR, t, index, rejects)
-                tumors.append(t)
-            elif tag.startswith(_Q):
-                rejects.append(_unexpected(child, index, "Patient"))
-            # elements in other namespaces are extensions the standard lets readers skip
+        self._fill(el, Level.PATIENT, items, index, rejects, tumors)
         if rejects:
             return rejects
         return NaaccrPatient(items, tumors, el.sourceline or 0)
 
-    def _fill(self, elements: Iterable[Any], level: Level, into: dict[str, str], index: int,
-              rejects: list[Reject]) -> None:
-        """The fast path of ``_take`` for the usual ``<Item naaccrId="x">value</Item>``; the rest goes there."""
+    def _fill(self, parent: Any, level: Level, into: dict[str, str], index: int, rejects: list[Reject],
+              tumors: list[dict[str, str]] | None = None) -> None:
+        """The children of a Patient (``tumors`` given) or Tumor. The usual ``<Item naaccrId="x">value</Item>``
+        with a known, fitting value takes the fast path here; anything else goes to ``_take`` to be explained."""
         get = self._items_get
         take = self._take
-        for c in elements:
-            if c.tag != _ITEM:
-                if c.tag.startswith(_Q):
+        for c in parent:
+            tag = c.tag
+            if tag != _ITEM:
+                if tag == _TUMOR and tumors is not None:
+                    t: dict[str, str] = {}
+                    self._fill(c, Level.TUMOR, t, index, rejects)
+                    tumors.append(t)
+                elif tag.startswith(_Q):
                     rejects.append(_unexpected(c, index, level.value))
+                # elements in other namespaces are extensions the standard lets readers skip
                 continue
             attrs = c.items()
             if len(attrs) != 1 or attrs[0][0] != "naaccrId":
@@ -701,7 +695,7 @@ class NaaccrReader:
                 value = value.strip()
                 if not value:
                     continue
-            if item._check(value) is not None:
+            if value not in item._ok and item._check(value) is not None:
                 take(c, level, into, index, rejects)
                 continue
             into[nid] = value
