@@ -453,7 +453,7 @@ def _open(source: str | Path | IO[bytes]) -> tuple[IO[bytes], list[IO[bytes]]]:
         magic = raw.read(2)
         raw.seek(pos)
     else:
-        raw = io.BufferedReader(raw)  # type: ignore[arg-type]
+        raw = io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         magic = raw.peek(2)[:2]
     if magic == b"\x1f\x8b":
         gz: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
@@ -777,7 +777,7 @@ def write(out: str | Path | IO[bytes], header: NaaccrHeader | Mapping[str, str] 
         for nid, value in values.items():
             ent = get(nid)
             if ent is None:
-                it = d.items.get(nid)
+                it = d.items.get(NaaccrId(nid))
                 if it is not None and it.parent is level:
                     report.not_in_record_type[nid] += 1
                 else:
