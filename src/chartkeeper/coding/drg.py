@@ -251,6 +251,9 @@ def _explain(rc: str, case: CodingCase, out: dict[str, Any], on: date, v: Groupe
     if rc == "INVALID_DISCHARGE_STATUS":
         return (f"DRG 999: discharge status {case.discharge_status!r} is not a valid UB-04 patient discharge status: "
                 f"enter the two-digit code (01 home, 03 skilled nursing, 06 home health, 20 died, ...).")
+    if out.get("final_drg") == 998:
+        return (f"DRG 998: CMS does not accept {pdx} as the principal diagnosis at discharge: review the principal "
+                f"diagnosis against the record and code the condition that was treated or the outcome (e.g. the delivery).")
     if rc.startswith("HAC"):
         missing = [_dotted(d["code"]) for d in out.get("sdx_output") or [] if d.get("poa_error") == "POA_NOT_RECOGNIZED"]
         which = ", ".join(missing) or "a secondary diagnosis"
