@@ -26,11 +26,12 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 from chartkeeper.coding import drg
 from chartkeeper.coding.case import POA_VALUES, CodingCase, Edit
+from chartkeeper.coding.codes import ICD10PCSCode
 
 with warnings.catch_warnings():  # the library imports pkg_resources, which warns on import
     warnings.simplefilter("ignore")
@@ -187,8 +188,13 @@ def _mce_message(template: str, name: str, codes: tuple[str, ...], case: CodingC
 
 def mce_edits(case: CodingCase) -> list[Edit]:
     """The Medicare Code Editor's edits for an inpatient stay, each naming its code(s) and the fix."""
+    return list(_mce_edits(case))
+
+
+@lru_cache(maxsize=4096)  # group() and run_edits() on the same case share one run
+def _mce_edits(case: CodingCase) -> tuple[Edit, ...]:
     if case.setting != "inpatient" or not case.diagnoses:
-        return []
+        return ()
     on = drg.discharge_or_today(case)
     claim = drg.claim(case, discharge=on)
     out: list[Edit] = []
@@ -198,15 +204,26 @@ def mce_edits(case: CodingCase) -> list[Edit]:
         codes = _attribute(case, claim, name, scope)
         out.append(Edit(f"mce.{name.lower()}", severity, codes, _mce_message(template, name, codes, case, on)))
     if on > _LAST_SEX_EDITS and case.sex in ("M", "F"):
-        old = {**claim, "discharge_date": 20240930}
-        if _fired(old, "SEX_CONFLICT"):
-            codes = _attribute(case, old, "SEX_CONFLICT", "dx")
+        every = [*(str(d.code) for d in case.diagnoses), *(p["code"] for p in claim["procedures"])]
+        codes = tuple(c for c in dict.fromkeys(every) if _old_sex_conflict(c, case.sex))
+        if codes:
             sex = "male" if case.sex == "M" else "female"
             out.append(Edit("mce.sex_conflict", WARNING, codes,
                             f"{_list(codes)} conflicts with the patient's recorded sex ({sex}) on CMS's last sex-edit "
                             f"lists (FY 2024; the code editor no longer applies them from October 1, 2024): check the "
                             f"sex on the registration, or correct the code."))
-    return out
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _old_sex_conflict(code: str, sex: str) -> bool:
+    """Whether ``code`` conflicts with ``sex`` on the FY 2024 MCE lists (a property of the code alone)."""
+    base: dict[str, Any] = {"discharge_date": 20240930, "age": 40, "sex": drg.SEX_CODES[sex], "discharge_status": 1}
+    if ICD10PCSCode.parse(code) == code and not icd.is_valid_item(code):
+        claim = {**base, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [], "procedures": [{"code": code}]}
+    else:
+        claim = {**base, "pdx": {"code": code}, "sdx": [], "procedures": []}
+    return _fired(claim, "SEX_CONFLICT")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -335,6 +352,50 @@ def _header_edit(f: CodeFacts) -> Edit:
                 f"record supports (for example {', '.join(_dot(x) for x in examples)}).")
 
 
+class _Matcher:
+    """Does a code fall under any of a set of references: prefix sets by length, then the ranges."""
+
+    __slots__ = ("prefixes", "ranges")
+
+    def __init__(self, refs: Iterable[Ref]) -> None:
+        by_len: dict[int, set[str]] = {}
+        ranges: list[Ref] = []
+        for r in refs:
+            if r.lo == r.hi:
+                by_len.setdefault(len(r.lo), set()).add(r.lo)
+            else:
+                ranges.append(r)
+        self.prefixes = tuple((n, frozenset(p)) for n, p in by_len.items())
+        self.ranges = tuple(ranges)
+
+    def __call__(self, code: str) -> bool:
+        return any(code[:n] in p for n, p in self.prefixes) or any(r.matches(code) for r in self.ranges)
+
+
+@cache
+def _excludes1_matcher(a: str) -> _Matcher:
+    return _Matcher(r for _, _, refs in code_facts(a).excludes1 for r in refs)
+
+
+@lru_cache(maxsize=262144)
+def _excludes1(a: str, b: str) -> tuple[str, str] | None:
+    """The Excludes1 note of ``a`` (or a heading above it) that names ``b``: (where, note text)."""
+    if not _excludes1_matcher(a)(b):
+        return None
+    for at, text, refs in code_facts(a).excludes1:
+        if any(r.matches(b) for r in refs):
+            return at, text
+    return None
+
+
+@lru_cache(maxsize=262144)
+def _satisfies(a: str, b: str) -> tuple[frozenset[int], frozenset[int]]:
+    """Which of ``a``'s "code first" and "use additional code" notes name ``b``."""
+    f = code_facts(a)
+    return (frozenset(i for i, n in enumerate(f.code_first) if any(r.matches(b) for r in n.refs)),
+            frozenset(i for i, n in enumerate(f.use_additional) if any(r.matches(b) for r in n.refs)))
+
+
 def convention_edits(case: CodingCase) -> list[Edit]:
     """ICD-10-CM convention edits for the case's diagnoses."""
     dxs = [str(d.code) for d in case.diagnoses]
@@ -353,18 +414,19 @@ def convention_edits(case: CodingCase) -> list[Edit]:
     # Excludes1: the two conditions are never coded together (remove one, or document why both apply)
     seen_pairs: set[tuple[str, str]] = set()
     for a in uniq:
-        for at, text, refs in facts[a].excludes1:
-            for b in uniq:
-                if b == a or not any(r.matches(b) for r in refs):
-                    continue
-                pair = (min(a, b), max(a, b))
-                if pair in seen_pairs:
-                    continue
-                seen_pairs.add(pair)
-                out.append(Edit("cm.excludes1", ERROR, pair,
-                                f"{_dot(a)} and {_dot(b)} cannot be coded together: {at} has an Excludes1 note for "
-                                f"'{' '.join(text.split())}'. Keep the code the record supports and remove the other "
-                                f"(both only when the conditions are unrelated, as guideline I.A.12.a allows)."))
+        for b in uniq:
+            if b == a:
+                continue
+            hit = _excludes1(a, b)
+            pair = (min(a, b), max(a, b))
+            if hit is None or pair in seen_pairs:
+                continue
+            seen_pairs.add(pair)
+            at, text = hit
+            out.append(Edit("cm.excludes1", ERROR, pair,
+                            f"{_dot(a)} and {_dot(b)} cannot be coded together: {at} has an Excludes1 note for "
+                            f"'{' '.join(text.split())}'. Keep the code the record supports and remove the other "
+                            f"(both only when the conditions are unrelated, as guideline I.A.12.a allows)."))
     # "without complications" beside another code of the same category contradicts itself
     for a in uniq:
         fa = facts[a]
@@ -379,8 +441,8 @@ def convention_edits(case: CodingCase) -> list[Edit]:
     position = {c: dxs.index(c) for c in uniq}
     for c in uniq:
         f = facts[c]
-        for note in f.code_first:
-            present = [b for b in uniq if b != c and any(r.matches(b) for r in note.refs)]
+        for i, note in enumerate(f.code_first):
+            present = [b for b in uniq if b != c and i in _satisfies(c, b)[0]]
             after = [b for b in present if position[b] > position[c]]
             if after:
                 out.append(Edit("cm.code_first_order", WARNING, (c, *after),
@@ -396,10 +458,10 @@ def convention_edits(case: CodingCase) -> list[Edit]:
                     out.append(Edit("cm.code_first_order", WARNING, (c,),
                                     f"{_dot(c)} has a 'code first' note ({note.heading}) but is listed first: code the "
                                     f"underlying condition and sequence it before {_dot(c)}."))
-        for note in f.use_additional:
+        for i, note in enumerate(f.use_additional):
             if note.conditional or not note.refs:
                 continue
-            if not any(r.matches(b) for b in uniq if b != c for r in note.refs):
+            if not any(i in _satisfies(c, b)[1] for b in uniq if b != c):
                 out.append(Edit("cm.use_additional", WARNING, (c,),
                                 f"{_dot(c)} has a 'use additional code' note ({note.heading}: {note.named()}), and "
                                 f"none of these is coded: add the one the record documents, if any."))
