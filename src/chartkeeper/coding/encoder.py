@@ -91,6 +91,7 @@ class SearchHit:
 class _Lexicon:
     abbreviations: dict[tuple[str, ...], tuple[str, ...]]
     capitals_only: dict[tuple[str, ...], tuple[str, ...]]
+    procedures: dict[tuple[str, ...], tuple[str, ...]]  # read first when searching ICD-10-PCS
     equivalents: dict[str, str]
     longest: int
     digest: str
@@ -108,10 +109,10 @@ def lexicon() -> _Lexicon:
     def table(name: str) -> dict[tuple[str, ...], tuple[str, ...]]:
         return {tuple(_WORD.findall(k.lower())): tuple(_WORD.findall(v.lower())) for k, v in data.get(name, {}).items()}
 
-    abbrev, caps = table("abbreviations"), table("capitals_only")
+    abbrev, caps, procs = table("abbreviations"), table("capitals_only"), table("procedures")
     equiv = {w.lower(): canon.lower() for canon, words in data.get("equivalents", {}).items() for w in words}
-    longest = max((len(k) for k in (*abbrev, *caps)), default=1)
-    return _Lexicon(abbrev, caps, equiv, longest, hashlib.sha256(text.encode()).hexdigest()[:12])
+    longest = max((len(k) for k in (*abbrev, *caps, *procs)), default=1)
+    return _Lexicon(abbrev, caps, procs, equiv, longest, hashlib.sha256(text.encode()).hexdigest()[:12])
 
 
 _stemmer = snowballstemmer.stemmer("english")
@@ -145,13 +146,15 @@ def _raw_words(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _expand(words: list[tuple[str, bool]], lex: _Lexicon) -> list[str]:
+def _expand(words: list[tuple[str, bool]], lex: _Lexicon, system: str = "icd10cm") -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(words):
         for n in range(min(lex.longest, len(words) - i), 0, -1):
             key = tuple(w for w, _ in words[i:i + n])
-            rep = lex.abbreviations.get(key)
+            rep = lex.procedures.get(key) if system == "icd10pcs" else None
+            if rep is None:
+                rep = lex.abbreviations.get(key)
             if rep is None and all(c for _, c in words[i:i + n]):
                 rep = lex.capitals_only.get(key)
             if rep is not None:
@@ -345,7 +348,7 @@ def index(system: str = "icd10cm") -> _Index:
 def _query_terms(text: str, idx: _Index) -> tuple[list[str], list[str]]:
     """The statement's stems (known to the index, spelling corrected) and the words not understood."""
     lex = lexicon()
-    words = _normalise(_expand(_raw_words(text), lex), lex)
+    words = _normalise(_expand(_raw_words(text), lex, idx.system), lex)
     terms: list[str] = []
     unknown: list[str] = []
     negated = False
@@ -498,7 +501,7 @@ def explain(text: str, system: str = "icd10cm") -> dict[str, Any]:
     """How a statement was read: its expanded words, the stems searched and the words not understood."""
     idx = index(system)
     lex = lexicon()
-    words = _normalise(_expand(_raw_words(text), lex), lex)
+    words = _normalise(_expand(_raw_words(text), lex, system), lex)
     terms, unknown = _query_terms(text, idx)
     return {"words": words, "terms": terms, "unknown": unknown}
 
