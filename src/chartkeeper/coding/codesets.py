@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -132,7 +133,9 @@ def _version(dist: str) -> str:
 
 
 def _build_cm() -> tuple[dict[str, tuple], dict[str, Group]]:
-    import simple_icd_10_cm as s
+    with warnings.catch_warnings():  # the package reads its data with importlib.resources' old API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import simple_icd_10_cm as s
 
     codes: dict[str, tuple] = {}
     groups: dict[str, Group] = {}
