@@ -203,6 +203,7 @@ def _title_terms(text: str, lex: _Lexicon) -> tuple[set[str], set[str]]:
     negated = False
     after_unspecified = 0  # 1: the next word is what is unspecified; 2: everything to the comma is
     first = True
+    prev = ""
     for m in re.finditer(r"[(\[]|[)\]]|,|;|[A-Za-z0-9]+(?:'s)?", text):
         tok = m.group(0)
         if tok in "([":
@@ -221,10 +222,13 @@ def _title_terms(text: str, lex: _Lexicon) -> tuple[set[str], set[str]]:
         if w == "unspecified":
             # "Pneumonia, unspecified organism", "... unspecified as acute or chronic": what is left
             # unspecified is not asked for (a title that starts "Unspecified ..." names its subject).
-            after_unspecified = 0 if first else 1
+            # "... with unspecified complications" still says there are complications: asked for.
+            after_unspecified = 0 if first or prev == "with" else 1
             first = False
+            prev = w
             continue
         first = False
+        prev = w
         if after_unspecified == 1 and w == "as":
             after_unspecified = 2
             continue
