@@ -99,7 +99,7 @@ def _sniff(lines: list[str]) -> str | None:
     if not sample:
         return None
     fixed = sum(1 for ln in sample if len(ln) >= 12 and ln[5:10].strip().isdigit() and ln[10] in "3478")
-    if fixed >= max(1, len(sample) * 0.8):
+    if fixed >= max(1, len(sample) * 0.5):
         return "fixed"
     head = [c.strip().upper() for c in next(csv.reader([sample[0]]))]
     if ("HCPC" in head or "HCPCS" in head) and any("LONG" in h for h in head):
