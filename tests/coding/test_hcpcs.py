@@ -75,7 +75,7 @@ def test_bad_lines_are_rejected_with_their_line_and_reason_and_good_rows_kept(tm
 def test_cms_csv_with_continuation_rows(tmp_path: Path) -> None:
     f = write(tmp_path, "anweb.csv", [
         "HCPC,SEQNUM,RECID,LONG DESCRIPTION,SHORT DESCRIPTION",
-        "A0001,00100,3,Test service described,Test service",
+        "A0001,00100,3,Test service described at a length longer than eighty characters so nothing may cut it short,Test service",
         "A0001,00200,4,over two rows,",
         "ZZ,00100,7,Test modifier,Test mod",
         "XYZ,00100,3,Bad code,Bad",
@@ -84,7 +84,8 @@ def test_cms_csv_with_continuation_rows(tmp_path: Path) -> None:
     rows, rejects = parse_hcpcs_file(f)
     assert [(r.code, r.kind, r.line) for r in rows] == [("A0001", "procedure", 2), ("ZZ", "modifier", 4),
                                                         ("J9999", "procedure", 6)]
-    assert rows[0].long_description == "Test service described over two rows"
+    assert rows[0].long_description == ("Test service described at a length longer than eighty characters so nothing "
+                                        "may cut it short over two rows")
     assert [(r.line, r.reason) for r in rejects] == [
         (5, "Row 5: 'XYZ' in the HCPC column is not a HCPCS code (a letter A-V and four digits, or five CPT characters).")]
 

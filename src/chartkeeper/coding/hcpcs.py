@@ -121,24 +121,8 @@ class _Open:
 
 
 def _parse_fixed(lines: list[str]) -> tuple[list[HcpcsRow], list[Reject]]:
-    rows: list[HcpcsRow] = []
+    records: list[tuple[int, str, str, str, str]] = []
     rejects: list[Reject] = []
-    current: _Open | None = None
-    seen: dict[str, int] = {}
-
-    def flush() -> None:
-        nonlocal current
-        if current is not None:
-            key = f"{current.kind}:{current.code}"
-            if key in seen:
-                rejects.append(Reject(current.line, f"Line {current.line}: {current.code} is listed twice (first on "
-                                                    f"line {seen[key]}); the first is kept."))
-            else:
-                seen[key] = current.line
-                rows.append(HcpcsRow(current.code, " ".join(current.long).strip(), current.short, current.kind,
-                                     current.line))
-        current = None
-
     for n, ln in enumerate(lines, 1):
         if not ln.strip():
             continue
@@ -146,37 +130,70 @@ def _parse_fixed(lines: list[str]) -> tuple[list[HcpcsRow], list[Reject]]:
             rejects.append(Reject(n, f"Line {n} is {len(ln)} characters long; a HCPCS record has its code, "
                                      "sequence number, record type and description (at least 12)."))
             continue
-        rec = ln[10]
-        long_part = ln[11:91].strip()
-        if rec in "37":
+        records.append((n, ln[0:5], ln[10], ln[11:91].strip(), ln[91:119].strip()))
+    rows, more = _assemble(records, _FIXED_WORDS)
+    return rows, sorted(rejects + more, key=lambda r: r.line)
+
+
+_FIXED_WORDS = {"line": "Line", "code": "in columns 1-5", "modifier": "in columns 4-5", "long": "in columns 12-91",
+                "rec": "in column 11"}
+_CSV_WORDS = {"line": "Row", "code": "in the HCPC column", "modifier": "in the HCPC column",
+              "long": "in the LONG DESCRIPTION column", "rec": "in the RECID column"}
+
+
+def _assemble(records: list[tuple[int, str, str, str, str]], words: dict[str, str]) -> tuple[list[HcpcsRow], list[Reject]]:
+    """HCPCS records (line, 5-character code field, record type, long text, short text) to rows: first
+    lines (3 procedure, 7 modifier) open a row, continuation lines (4, 8) extend its long description."""
+    rows: list[HcpcsRow] = []
+    rejects: list[Reject] = []
+    current: _Open | None = None
+    seen: dict[str, int] = {}
+    line = words["line"]
+
+    def flush() -> None:
+        nonlocal current
+        if current is not None:
+            key = f"{current.kind}:{current.code}"
+            if key in seen:
+                rejects.append(Reject(current.line, f"{line} {current.line}: {current.code} is listed twice (first on "
+                                                    f"{line.lower()} {seen[key]}); the first is kept."))
+            else:
+                seen[key] = current.line
+                rows.append(HcpcsRow(current.code, " ".join(current.long).strip(), current.short, current.kind,
+                                     current.line))
+        current = None
+
+    for n, field5, rec, long_part, short in records:
+        if rec in ("3", "7"):
             flush()
             if rec == "3":
-                code = HCPCSCode.parse(ln[0:5])
+                code = HCPCSCode.parse(field5)
                 if code is None:
-                    rejects.append(Reject(n, f"Line {n}: {ln[0:5].strip()!r} in columns 1-5 is not a HCPCS code "
+                    rejects.append(Reject(n, f"{line} {n}: {field5.strip()!r} {words['code']} is not a HCPCS code "
                                              "(a letter A-V and four digits, or five CPT characters)."))
                     continue
-                opened = _Open(str(code), "procedure", n, [long_part], ln[91:119].strip())
+                opened = _Open(str(code), "procedure", n, [long_part], short)
             else:
-                mod = ln[3:5].strip().upper()
+                mod = field5.strip().upper()
                 if not _MODIFIER.fullmatch(mod):
-                    rejects.append(Reject(n, f"Line {n}: {ln[0:5].strip()!r} in columns 4-5 is not a two-character "
-                                             "HCPCS modifier."))
+                    rejects.append(Reject(n, f"{line} {n}: {field5.strip()!r} {words['modifier']} is not a "
+                                             "two-character HCPCS modifier."))
                     continue
-                opened = _Open(mod, "modifier", n, [long_part], ln[91:119].strip())
+                opened = _Open(mod, "modifier", n, [long_part], short)
             if not long_part:
-                rejects.append(Reject(n, f"Line {n}: {opened.code} has no long description in columns 12-91."))
+                rejects.append(Reject(n, f"{line} {n}: {opened.code} has no long description {words['long']}."))
                 continue
             current = opened
-        elif rec in "48":
-            head = ln[0:5].strip().upper() if rec == "4" else ln[3:5].strip().upper()
+        elif rec in ("4", "8"):
+            head = field5.strip().upper()
             if current is None or current.code != head:
-                rejects.append(Reject(n, f"Line {n} continues the description of {head or 'a code'}, but the line "
-                                         "before is not that code's first line (record type 3 or 7)."))
+                rejects.append(Reject(n, f"{line} {n} continues the description of {head or 'a code'}, but the "
+                                         f"{line.lower()} before is not that code's first {line.lower()} "
+                                         "(record type 3 or 7)."))
                 continue
             current.long.append(long_part)
         else:
-            rejects.append(Reject(n, f"Line {n}: record type {rec!r} in column 11 is not 3, 4, 7 or 8."))
+            rejects.append(Reject(n, f"{line} {n}: record type {rec!r} {words['rec']} is not 3, 4, 7 or 8."))
     flush()
     return rows, rejects
 
@@ -197,39 +214,21 @@ def _parse_cms_csv(text: str) -> tuple[list[HcpcsRow], list[Reject]]:
 
     c_code, c_long, c_short = col("HCPC", "HCPCS"), col("LONGDESCRIPTION", "LONGDESC"), col("SHORTDESCRIPTION", "SHORTDESC")
     c_rec = col("RECID", "RECORDID")
-    assert c_code is not None and c_long is not None  # _sniff checked
-    lines = []
+    if c_code is None or c_long is None:  # _sniff found both; kept for the type checker
+        raise HcpcsFileError("The CSV needs HCPC and LONG DESCRIPTION columns.")
+    records: list[tuple[int, str, str, str, str]] = []
+    rejects: list[Reject] = []
     for n, r in enumerate(reader, 2):
         if not any(x.strip() for x in r):
             continue
         if len(r) <= max(c_code, c_long):
-            lines.append((n, None, r))
-            continue
-        rec = r[c_rec].strip() if c_rec is not None and c_rec < len(r) else "3"
-        code = r[c_code].strip()
-        rec = rec or "3"
-        fixed = f"{code:>5}"[:5] if rec in "78" else f"{code:<5}"[:5]
-        short = r[c_short].strip() if c_short is not None and c_short < len(r) else ""
-        lines.append((n, f"{fixed}00000{rec[:1]}{r[c_long].strip():<80}"[:91] + f"{short:<28}"[:28], r))
-    rows: list[HcpcsRow] = []
-    rejects: list[Reject] = []
-    # Reuse the fixed-width reader on rebuilt records, then put the CSV row numbers back.
-    numbered = [(n, rebuilt) for n, rebuilt, _ in lines if rebuilt is not None]
-    for n, rebuilt, _ in lines:
-        if rebuilt is None:
             rejects.append(Reject(n, f"Row {n} has too few columns: it needs HCPC and LONG DESCRIPTION."))
-    fixed_rows, fixed_rejects = _parse_fixed([rebuilt for _, rebuilt in numbered])
-    back = {i + 1: n for i, (n, _) in enumerate(numbered)}
-    for row in fixed_rows:
-        rows.append(HcpcsRow(row.code, row.long_description, row.short_description, row.kind, back[row.line]))
-    for rej in fixed_rejects:
-        n = back[rej.line]
-        reason = re.sub(r"^Line \d+", f"Row {n}", rej.reason).replace("columns 1-5", "the HCPC column") \
-            .replace("columns 4-5", "the HCPC column").replace("columns 12-91", "the LONG DESCRIPTION column") \
-            .replace("column 11", "the RECID column").replace("first on line", "first on row")
-        rejects.append(Reject(n, reason))
-    rejects.sort(key=lambda r: r.line)
-    return rows, rejects
+            continue
+        rec = (r[c_rec].strip() if c_rec is not None and c_rec < len(r) else "") or "3"
+        short = r[c_short].strip() if c_short is not None and c_short < len(r) else ""
+        records.append((n, r[c_code].strip(), rec, r[c_long].strip(), short))
+    rows, more = _assemble(records, _CSV_WORDS)
+    return rows, sorted(rejects + more, key=lambda r: r.line)
 
 
 def _parse_simple_csv(text: str) -> tuple[list[HcpcsRow], list[Reject]]:
