@@ -178,7 +178,10 @@ def test_an_unwritable_or_corrupt_cache_still_loads(tmp_path: Path) -> None:
     assert _run(blocker).stdout == "Essential (primary) hypertension\n"
     cache = tmp_path / "cache"
     cache.mkdir()
+    (cache / "icd10cm-0.9-1.pickle").write_bytes(b"an earlier version's table")
     from chartkeeper.coding.codesets import _SCHEMA, _version
 
-    (cache / f"icd10cm-{_version('simple_icd_10_cm')}-{_SCHEMA}.pickle").write_bytes(b"garbage")
+    current = cache / f"icd10cm-{_version('simple_icd_10_cm')}-{_SCHEMA}.pickle"
+    current.write_bytes(b"garbage")
     assert _run(cache).stdout == "Essential (primary) hypertension\n"
+    assert [p.name for p in cache.iterdir()] == [current.name]  # rebuilt; the earlier version's file is gone

@@ -104,9 +104,10 @@ def cache_dir() -> Path:
     return Path(base) / "chartkeeper"
 
 
-def _load_or_build(name: str, build: Any) -> Any:
+def _load_or_build(name: str, build: Any, family: str | None = None) -> Any:
     """``build()``'s value, read from the cache directory when an earlier process wrote it. A cache
-    that cannot be read or written is rebuilt in memory (a read-only home directory still works)."""
+    that cannot be read or written is rebuilt in memory (a read-only home directory still works).
+    Writing a new file removes the older files of its ``family`` (name prefix): earlier versions."""
     path = cache_dir() / name
     try:
         with path.open("rb") as f:
@@ -120,6 +121,9 @@ def _load_or_build(name: str, build: Any) -> Any:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        for old in path.parent.glob(f"{family}*.pickle") if family else ():
+            if old != path:
+                old.unlink(missing_ok=True)
     except OSError:
         pass
     return value
@@ -182,7 +186,7 @@ def _build_cm() -> tuple[dict[str, tuple], dict[str, Group]]:
 @cache
 def _cm_table() -> tuple[dict[str, tuple], dict[str, Group]]:
     name = f"icd10cm-{_version('simple_icd_10_cm')}-{_SCHEMA}.pickle"
-    return _load_or_build(name, _build_cm)  # type: ignore[no-any-return]
+    return _load_or_build(name, _build_cm, family="icd10cm-")  # type: ignore[no-any-return]
 
 
 def _cm_key(code: str) -> str:

