@@ -361,3 +361,11 @@ def test_paired_sites_agree_with_the_edit_file() -> None:
     paired = default_edits().by_id["laterality-paired"].params["paired_sites"]
     for site in icdo3.VALID_SITES:
         assert icdo3.is_paired_site(site) == _sites_in(site, paired), site
+
+
+def test_but_ends_the_reach_of_a_negation() -> None:
+    text = "Right breast: negative for invasive carcinoma but ductal carcinoma in situ is present."
+    r = screen_text(text)
+    assert r.reportable and r.behavior == "2"
+    assert _finding(r, "carcinoma").kind == "negated"
+    assert _finding(r, "ductal carcinoma in situ").kind == "malignancy"

@@ -337,8 +337,8 @@ def parse_terms(text: str, source: str = "<text>") -> Terms:
         if kind not in ("skin-excluded", "excluded"):
             problems.append(f"{where}: kind must be \"skin-excluded\" or \"excluded\"; it is {kind!r}.")
             continue
-        sites = _ranges(raw.get("sites"), f"{where}: sites", problems, '["C440-C449"]')
-        if not sites:
+        ex_sites = _ranges(raw.get("sites"), f"{where}: sites", problems, '["C440-C449"]')
+        if not ex_sites:
             problems.append(f"{where}: sites is missing; list the ICD-O-3 sites it applies to, e.g. [\"C440-C449\"].")
             continue
         hists = _ranges(raw.get("histologies"), f"{where}: histologies", problems, '["8000-8110"]')
@@ -350,7 +350,7 @@ def parse_terms(text: str, source: str = "<text>") -> Terms:
         if not isinstance(reason, str) or not reason.strip():
             problems.append(f"{where}: reason is missing; say in a sentence why the finding is not reportable.")
             reason = ""
-        exclusions.append(Exclusion(str(eid), kind, sites, hists, frozenset(behs), reason))
+        exclusions.append(Exclusion(str(eid), kind, ex_sites, hists, frozenset(behs), reason))
 
     cns = _ranges(data.get("cns", {}).get("sites"), "cns.sites", problems, '["C700-C729"]')
     sites: dict[str, ICDO3Topography] = {}
@@ -470,6 +470,9 @@ def _build_pipeline(terms: Terms) -> Language:
     nlp = medspacy.load(medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher"])
     matcher = nlp.get_pipe("medspacy_target_matcher")
     rules = [TargetRule(p, "FINDING") for f in terms.findings for p in f.phrases]
+    # A hyphenated phrase also matches written with a space or without the hyphen's spacing.
+    rules += [TargetRule(p, "FINDING", pattern=_hyphen_pattern(p)) for f in terms.findings for p in f.phrases
+              if "-" in p]
     rules += [TargetRule(p, "SITE") for p in terms.sites]
     rules += [TargetRule(w, "SIDE") for w in _LATERALITY_WORDS]
     matcher.add(rules)
@@ -477,9 +480,20 @@ def _build_pipeline(terms: Terms) -> Language:
     crules = [ConTextRule(c.phrase, c.category, direction=c.direction.upper(), max_scope=c.max_scope,
                           allowed_types={"FINDING"}) for c in terms.cues]
     crules += [ConTextRule(p, "PSEUDO", direction="PSEUDO") for p in terms.pseudo]
-    crules += [ConTextRule(p, "TERMINATE", direction="TERMINATE") for p in terms.terminate]
+    # Terminators as token patterns (exact words), which also keeps ConText's token matcher non-empty.
+    crules += [ConTextRule(p, "TERMINATE", direction="TERMINATE", pattern=[{"LOWER": w} for w in p.lower().split()])
+               for p in terms.terminate]
     context.add(crules)
     return nlp
+
+
+def _hyphen_pattern(phrase: str) -> list[dict[str, Any]]:
+    pattern: list[dict[str, Any]] = []
+    for i, part in enumerate(phrase.lower().split("-")):
+        if i:
+            pattern.append({"TEXT": "-", "OP": "?"})
+        pattern.extend({"LOWER": w} for w in part.split())
+    return pattern
 
 
 @dataclass
@@ -559,9 +573,9 @@ def _judge(terms: Terms, text: str, doc: Doc) -> ScreenResult:
 
 def _lookup(terms: Terms, ent: Span) -> FindingTerm:
     # Target matching is case-insensitive; a hyphen may tokenise differently from the listed phrase.
-    key = re.sub(r"\s*-\s*", "-", ent.text.lower())
+    key = " ".join(re.split(r"[\s-]+", ent.text.lower()))
     for phrase, term in terms.by_phrase.items():
-        if re.sub(r"\s*-\s*", "-", phrase) == key:
+        if " ".join(re.split(r"[\s-]+", phrase)) == key:
             return term
     return terms.findings[0]
 
