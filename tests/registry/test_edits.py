@@ -149,6 +149,13 @@ def test_malformed_values_are_reported_once_not_cascaded() -> None:
     assert "not an ICD-O-3 topography code" in by["primary-site-valid"].message
 
 
+def test_missing_core_items_are_each_named() -> None:
+    edits = run_edits(patient(), [tumor(histologicTypeIcdO3="", diagnosticConfirmation="")])
+    core = [e for e in edits if e.edit_id == "core-items"]
+    assert {e.items for e in core} == {("histologicTypeIcdO3",), ("diagnosticConfirmation",)}
+    assert all("is blank; it is required" in e.message for e in core)
+
+
 def test_skin_basal_cell_abstract_is_warned_as_not_reportable() -> None:
     [edit] = run_edits(patient(), [tumor(primarySite="C443", laterality="2", histologicTypeIcdO3="8090")])
     assert edit.edit_id == "skin-not-reportable" and edit.severity == "warning"
@@ -194,7 +201,7 @@ def test_edits_over_the_naaccr_samples_do_not_drown_good_data(shared_data: Path,
                 assert e.message.endswith(".") and e.items
         lines.append(f"{f.name}: {n_tumors} tumours, {clean} with no edit, {dict(counts)}")
         # Structural checks that are right on every generated record never fire.
-        for never in ("valid-codes", "primary-site-valid", "dates-valid", "sex-site", "behavior-confirmation",
+        for never in ("valid-codes", "primary-site-valid", "core-items", "dates-valid", "sex-site", "behavior-confirmation",
                       "confirmation-heme", "age-at-diagnosis"):
             assert counts[never] == 0, (f.name, never, counts)
         # The newest sample (v25, laterality coded by site) is mostly clean.
