@@ -181,7 +181,7 @@ def test_an_unwritable_or_corrupt_cache_still_loads(tmp_path: Path) -> None:
     (cache / "icd10cm-0.9-1.pickle").write_bytes(b"an earlier version's table")
     from chartkeeper.coding.codesets import _SCHEMA, _version
 
-    current = cache / f"icd10cm-{_version('simple_icd_10_cm')}-{_SCHEMA}.pickle"
+    current = cache / f"icd10cm-{_version('simple_icd_10_cm')}-{_SCHEMA}-np{_version('numpy')}.pickle"
     current.write_bytes(b"garbage")
     assert _run(cache).stdout == "Essential (primary) hypertension\n"
     assert [p.name for p in cache.iterdir()] == [current.name]  # rebuilt; the earlier version's file is gone

@@ -108,11 +108,14 @@ def _load_or_build(name: str, build: Any, family: str | None = None) -> Any:
     """``build()``'s value, read from the cache directory when an earlier process wrote it. A cache
     that cannot be read or written is rebuilt in memory (a read-only home directory still works).
     Writing a new file removes the older files of its ``family`` (name prefix): earlier versions."""
-    path = cache_dir() / name
+    # The pickles may hold NumPy arrays, whose module layout changed between NumPy 1 and 2: the
+    # NumPy version is part of every cache file's name, and a file that still fails to load is rebuilt.
+    stem, dot, ext = name.rpartition(".")
+    path = cache_dir() / f"{stem}-np{_version('numpy')}{dot}{ext}"
     try:
         with path.open("rb") as f:
             return pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, ImportError):
         pass
     value = build()
     try:
