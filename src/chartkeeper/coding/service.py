@@ -948,10 +948,10 @@ class CodingService:
         """Run computer-assisted coding over the encounter's documents and store each suggestion as a
         pending decision (a suggestion made before keeps its decision). Nothing is added to the codes
         until the coder accepts or edits it."""
-        cac = _engine("cac", "Computer-assisted coding")
         now = now or datetime.now(UTC)
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.UPDATE, "coding.suggest")
+            cac = _engine("cac", "Computer-assisted coding")
             self._require_holder(conn, principal, row, "coding.suggest")
             self.records.authorize(conn, principal, Action.READ, "DocumentReference", row.patient_id)
             docs = self.documents(conn, encounter_id)
@@ -1105,9 +1105,9 @@ class CodingService:
 
     def edits(self, principal: Principal, encounter_id: str) -> list[Edit]:
         """The edits the abstract fails now: errors block finalizing, warnings are shown."""
-        _engine("edits", "The coding edits engine")
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.edits")
+            _engine("edits", "The coding edits engine")
             found, _ = self._edits(self.case(conn, encounter_id))
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id, detail=f"edits: {len(found)} found")
@@ -1115,9 +1115,9 @@ class CodingService:
 
     def drg(self, principal: Principal, encounter_id: str) -> Any:
         """The MS-DRG the abstract groups to now (inpatient stays only)."""
-        grouper = _engine("drg", "The MS-DRG grouper")
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.drg")
+            grouper = _engine("drg", "The MS-DRG grouper")
             self._inpatient(row)
             result = grouper.group(self.case(conn, encounter_id))
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
@@ -1133,9 +1133,9 @@ class CodingService:
     def what_if(self, principal: Principal, encounter_id: str, diagnoses: Sequence[DiagnosisInput],
                 procedures: Sequence[ProcedureInput]) -> dict[str, Any]:
         """The MS-DRG now and with these codes instead; nothing is stored."""
-        grouper = _engine("drg", "The MS-DRG grouper")
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.what-if")
+            grouper = _engine("drg", "The MS-DRG grouper")
             self._inpatient(row)
             dx, px, issues = parse_codes(CodingSetting.INPATIENT, diagnoses, procedures)
             if issues:
