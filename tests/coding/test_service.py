@@ -424,13 +424,19 @@ def test_hcpcs_rows_are_kept_updated_and_rejects_reported(svc, people, hospital)
     assert err.value.status == 403
 
 
-def test_import_hcpcs_reads_the_file_with_the_encoder_reader(svc, tmp_path, people, hospital):
-    hcpcs = pytest.importorskip("chartkeeper.coding.hcpcs")
-    assert hasattr(hcpcs, "parse_hcpcs_file")
-    path = tmp_path / "none.txt"
-    path.write_text("")
+def test_import_hcpcs_keeps_good_rows_and_reports_each_reject(svc, tmp_path, people, hospital):
+    path = tmp_path / "cpt.csv"
+    path.write_text("code,description\nJ1100,Injection dexamethasone sodium phosphate 1 mg\n"
+                    "Q0I99,not a code\nG0121,Colorectal cancer screening; colonoscopy not high risk\n")
     out = svc.import_hcpcs(SYSTEM, path)
-    assert out.added == 0 and out.source == "none.txt"
+    assert out.added == 2 and out.source == "cpt.csv"
+    assert [line for line, _ in out.rejects] == ["3"] and "Q0I99" in out.rejects[0][1]
+    assert svc.hcpcs(people.coder, "J1100") is not None
+    empty = tmp_path / "none.txt"
+    empty.write_text("")
+    with pytest.raises(CodingError) as err:
+        svc.import_hcpcs(SYSTEM, empty)
+    assert err.value.status == 422 and "empty" in err.value.message
 
 
 # ================================================================================================

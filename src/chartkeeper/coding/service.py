@@ -1457,21 +1457,29 @@ class CodingService:
     # --- HCPCS ---------------------------------------------------------------------------------------
 
     def import_hcpcs(self, principal: Principal, path: str | Path) -> HcpcsImport:
-        """Import a CMS HCPCS Level II file (the encoder module reads it); keeps the good rows and
-        reports every reject with its reason."""
-        hcpcs = _engine("hcpcs", "The HCPCS file reader")
-        rows, rejects = hcpcs.parse_hcpcs_file(Path(path))
+        """Import a CMS HCPCS Level II annual file, or a CPT-style ``code,description`` CSV (read by
+        ``coding.hcpcs``); keeps the good rows and reports every reject with its line and reason.
+        Modifier records are not codes and are skipped. A file that is not such a file at all is
+        refused with a sentence, and nothing is stored."""
+        from chartkeeper.coding import hcpcs
+
+        p = Path(path)
+        try:
+            rows, rejects = hcpcs.parse_hcpcs_file(p)
+        except hcpcs.HcpcsFileError as err:
+            raise CodingError(422, f"file: {err}", code="invalid") from None
+        bad = [(str(r.line), r.reason) for r in rejects]
         entries: list[HcpcsEntry] = []
-        bad: list[tuple[str, str]] = [(str(_get(r, "line", "row", "label", default=i)), str(_get(r, "reason", "message",
-                                                                                                  default=r)))
-                                      if not isinstance(r, tuple) else (str(r[0]), str(r[1]))
-                                      for i, r in enumerate(rejects)]
-        for i, r in enumerate(rows):
+        for r in rows:
+            if r.kind != "procedure":
+                continue
             try:
-                entries.append(hcpcs_entry(r))
-            except (CodeFormatError, ValueError, TypeError) as err:
-                bad.append((str(_get(r, "line", default=f"row {i + 1}")), str(err)))
-        return self.store_hcpcs(principal, entries, source=Path(path).name, rejects=bad)
+                entries.append(HcpcsEntry(code=HCPCSCode(r.code), short_description=r.short_description,
+                                          long_description=r.long_description, effective_from=None,
+                                          effective_to=None))
+            except CodeFormatError as err:
+                bad.append((str(r.line), str(err)))
+        return self.store_hcpcs(principal, entries, source=p.name, rejects=bad)
 
     def store_hcpcs(self, principal: Principal, entries: Sequence[HcpcsEntry], *, source: str,
                     rejects: Sequence[tuple[str, str]] = (), now: datetime | None = None) -> HcpcsImport:
@@ -1547,19 +1555,6 @@ def _as_date(value: Any) -> date | None:
     if re.fullmatch(r"\d{8}", s):
         return date(int(s[:4]), int(s[4:6]), int(s[6:]))
     return date.fromisoformat(s[:10])
-
-
-def hcpcs_entry(row: Any) -> HcpcsEntry:
-    """A parsed HCPCS row (a dataclass or a dict, as the reader gives it) as a typed entry."""
-    code = _get(row, "code", "hcpcs")
-    if code is None:
-        raise ValueError("the row has no code")
-    return HcpcsEntry(
-        code=HCPCSCode(str(code)),
-        short_description=str(_get(row, "short_description", "short", "short_desc", default="")),
-        long_description=str(_get(row, "long_description", "long", "long_desc", default="")),
-        effective_from=_as_date(_get(row, "effective_from", "effective_date", "action_effective_date", "add_date")),
-        effective_to=_as_date(_get(row, "effective_to", "termination_date", "term_date", "end_date")))
 
 
 # ================================================================================================
