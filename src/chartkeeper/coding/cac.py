@@ -40,13 +40,40 @@ from chartkeeper.coding.case import Evidence, Setting, Suggestion
 from chartkeeper.coding.codes import Code, HCPCSCode, ICD10CMCode, ICD10PCSCode
 
 __all__ = [
-    "DOCUMENT_KINDS", "DocumentText", "LexiconError", "Setting", "SuggestError", "load_lexicon", "suggest", "suggest_text",
+    "DOCUMENT_KINDS",
+    "DocumentText",
+    "LexiconError",
+    "Setting",
+    "SuggestError",
+    "load_lexicon",
+    "suggest",
+    "suggest_text",
 ]
 
-DOCUMENT_KINDS = ("discharge-summary", "h-and-p", "operative-note", "progress-note", "consult-note", "pathology",
-                  "clinic-note", "ed-note", "radiology", "note")
-_DOC_PRIORITY = {"discharge-summary": 0, "operative-note": 1, "h-and-p": 2, "consult-note": 3, "progress-note": 3,
-                 "clinic-note": 0, "ed-note": 1, "pathology": 4, "radiology": 5, "note": 2}
+DOCUMENT_KINDS = (
+    "discharge-summary",
+    "h-and-p",
+    "operative-note",
+    "progress-note",
+    "consult-note",
+    "pathology",
+    "clinic-note",
+    "ed-note",
+    "radiology",
+    "note",
+)
+_DOC_PRIORITY = {
+    "discharge-summary": 0,
+    "operative-note": 1,
+    "h-and-p": 2,
+    "consult-note": 3,
+    "progress-note": 3,
+    "clinic-note": 0,
+    "ed-note": 1,
+    "pathology": 4,
+    "radiology": 5,
+    "note": 2,
+}
 
 
 class SuggestError(ValueError):
@@ -69,91 +96,307 @@ class DocumentText:
 
 SECTION_HEADERS: dict[str, tuple[str, ...]] = {
     "principal_diagnosis": ("principal diagnosis", "primary diagnosis", "principal discharge diagnosis", "principal dx"),
-    "diagnoses": ("discharge diagnoses", "discharge diagnosis", "final diagnoses", "final diagnosis", "diagnoses", "diagnosis",
-                  "secondary diagnoses", "secondary diagnosis", "other diagnoses", "additional diagnoses", "postoperative diagnosis",
-                  "post-operative diagnosis", "postoperative diagnoses", "post-operative diagnoses", "postop diagnosis",
-                  "pathologic diagnosis", "discharge dx", "final dx"),
-    "preop_diagnosis": ("preoperative diagnosis", "pre-operative diagnosis", "preoperative diagnoses", "pre-operative diagnoses",
-                        "preop diagnosis"),
-    "assessment": ("assessment and plan", "assessment/plan", "assessment & plan", "assessment", "impression", "impression and plan",
-                   "impression/plan", "a/p", "a&p", "clinical impression", "problem list", "active problems", "admission diagnoses",
-                   "admitting diagnosis", "admission diagnosis", "working diagnosis", "plan", "diagnoses addressed today",
-                   "medical decision making", "mdm", "ed diagnosis", "ed diagnoses"),
-    "chief_complaint": ("chief complaint", "cc", "reason for visit", "reason for admission", "reason for consultation",
-                        "presenting complaint", "reason for referral", "reason for hospitalization", "visit reason"),
-    "indication": ("indications", "indication", "indication for procedure", "indications for procedure", "indications for surgery",
-                   "indication for surgery", "indications for operation"),
-    "hpi": ("history of present illness", "hpi", "history", "interval history", "subjective", "clinical history", "present illness"),
-    "past_medical_history": ("past medical history", "pmh", "medical history", "past history", "pmhx", "past medical hx",
-                             "past medical and surgical history"),
+    "diagnoses": (
+        "discharge diagnoses",
+        "discharge diagnosis",
+        "final diagnoses",
+        "final diagnosis",
+        "diagnoses",
+        "diagnosis",
+        "secondary diagnoses",
+        "secondary diagnosis",
+        "other diagnoses",
+        "additional diagnoses",
+        "postoperative diagnosis",
+        "post-operative diagnosis",
+        "postoperative diagnoses",
+        "post-operative diagnoses",
+        "postop diagnosis",
+        "pathologic diagnosis",
+        "discharge dx",
+        "final dx",
+    ),
+    "preop_diagnosis": (
+        "preoperative diagnosis",
+        "pre-operative diagnosis",
+        "preoperative diagnoses",
+        "pre-operative diagnoses",
+        "preop diagnosis",
+    ),
+    "assessment": (
+        "assessment and plan",
+        "assessment/plan",
+        "assessment & plan",
+        "assessment",
+        "impression",
+        "impression and plan",
+        "impression/plan",
+        "a/p",
+        "a&p",
+        "clinical impression",
+        "problem list",
+        "active problems",
+        "admission diagnoses",
+        "admitting diagnosis",
+        "admission diagnosis",
+        "working diagnosis",
+        "plan",
+        "diagnoses addressed today",
+        "medical decision making",
+        "mdm",
+        "ed diagnosis",
+        "ed diagnoses",
+    ),
+    "chief_complaint": (
+        "chief complaint",
+        "cc",
+        "reason for visit",
+        "reason for admission",
+        "reason for consultation",
+        "presenting complaint",
+        "reason for referral",
+        "reason for hospitalization",
+        "visit reason",
+    ),
+    "indication": (
+        "indications",
+        "indication",
+        "indication for procedure",
+        "indications for procedure",
+        "indications for surgery",
+        "indication for surgery",
+        "indications for operation",
+    ),
+    "hpi": (
+        "history of present illness",
+        "hpi",
+        "history",
+        "interval history",
+        "subjective",
+        "clinical history",
+        "present illness",
+    ),
+    "past_medical_history": (
+        "past medical history",
+        "pmh",
+        "medical history",
+        "past history",
+        "pmhx",
+        "past medical hx",
+        "past medical and surgical history",
+    ),
     "past_surgical_history": ("past surgical history", "psh", "surgical history", "past surgical hx"),
     "family_history": ("family history", "fh", "family hx", "fhx"),
     "social_history": ("social history", "sh", "social hx"),
-    "medications": ("medications", "current medications", "home medications", "discharge medications", "meds", "medications on admission",
-                    "admission medications", "outpatient medications", "current outpatient medications", "medication list"),
+    "medications": (
+        "medications",
+        "current medications",
+        "home medications",
+        "discharge medications",
+        "meds",
+        "medications on admission",
+        "admission medications",
+        "outpatient medications",
+        "current outpatient medications",
+        "medication list",
+    ),
     "allergies": ("allergies", "allergy", "drug allergies"),
     "ros": ("review of systems", "ros"),
     "exam": ("physical examination", "physical exam", "exam", "examination", "pe", "vital signs", "vitals", "objective"),
-    "labs": ("laboratory data", "labs", "laboratory", "pertinent results", "results", "laboratory results", "studies", "diagnostic studies",
-             "microbiology", "ecg", "ekg", "data", "pertinent labs"),
+    "labs": (
+        "laboratory data",
+        "labs",
+        "laboratory",
+        "pertinent results",
+        "results",
+        "laboratory results",
+        "studies",
+        "diagnostic studies",
+        "microbiology",
+        "ecg",
+        "ekg",
+        "data",
+        "pertinent labs",
+    ),
     "imaging": ("imaging", "radiology", "imaging studies"),
-    "findings": ("findings", "operative findings", "intraoperative findings", "gross description", "microscopic description", "specimens",
-                 "specimen", "estimated blood loss", "ebl", "complications", "drains", "implants", "anesthesia", "fluids",
-                 "wound classification", "synoptic report"),
-    "hospital_course": ("hospital course", "brief hospital course", "summary of hospital course", "clinical course", "ed course",
-                        "emergency department course", "course", "hospital course by problem"),
-    "procedures": ("procedures", "procedure", "procedures performed", "procedure performed", "operation", "operations", "operation performed",
-                   "operative procedure", "name of procedure", "title of operation", "procedures this admission", "procedures done",
-                   "operations performed", "procedure(s)", "operative procedures", "procedures during this admission"),
-    "procedure_description": ("description of procedure", "description of the procedure", "procedure in detail", "details of procedure",
-                              "details of the procedure", "operative technique", "technique", "description of operation",
-                              "procedure description", "operative description"),
-    "instructions": ("discharge instructions", "follow-up", "follow up", "followup", "disposition", "condition at discharge",
-                     "discharge condition", "diet", "activity", "patient instructions", "return precautions", "discharge disposition",
-                     "recommendations", "counseling", "patient education"),
+    "findings": (
+        "findings",
+        "operative findings",
+        "intraoperative findings",
+        "gross description",
+        "microscopic description",
+        "specimens",
+        "specimen",
+        "estimated blood loss",
+        "ebl",
+        "complications",
+        "drains",
+        "implants",
+        "anesthesia",
+        "fluids",
+        "wound classification",
+        "synoptic report",
+    ),
+    "hospital_course": (
+        "hospital course",
+        "brief hospital course",
+        "summary of hospital course",
+        "clinical course",
+        "ed course",
+        "emergency department course",
+        "course",
+        "hospital course by problem",
+    ),
+    "procedures": (
+        "procedures",
+        "procedure",
+        "procedures performed",
+        "procedure performed",
+        "operation",
+        "operations",
+        "operation performed",
+        "operative procedure",
+        "name of procedure",
+        "title of operation",
+        "procedures this admission",
+        "procedures done",
+        "operations performed",
+        "procedure(s)",
+        "operative procedures",
+        "procedures during this admission",
+    ),
+    "procedure_description": (
+        "description of procedure",
+        "description of the procedure",
+        "procedure in detail",
+        "details of procedure",
+        "details of the procedure",
+        "operative technique",
+        "technique",
+        "description of operation",
+        "procedure description",
+        "operative description",
+    ),
+    "instructions": (
+        "discharge instructions",
+        "follow-up",
+        "follow up",
+        "followup",
+        "disposition",
+        "condition at discharge",
+        "discharge condition",
+        "diet",
+        "activity",
+        "patient instructions",
+        "return precautions",
+        "discharge disposition",
+        "recommendations",
+        "counseling",
+        "patient education",
+    ),
 }
 
 _IGNORED_FOR_DX = {"medications", "allergies", "ros", "exam", "labs", "imaging", "findings", "instructions"}
-_SYMPTOM_SECTIONS = {None, "chief_complaint", "hpi", "principal_diagnosis", "diagnoses", "assessment", "hospital_course", "indication"}
+_SYMPTOM_SECTIONS = {
+    None,
+    "chief_complaint",
+    "hpi",
+    "principal_diagnosis",
+    "diagnoses",
+    "assessment",
+    "hospital_course",
+    "indication",
+}
 _PROCEDURE_SECTIONS = {None, "procedures", "procedure_description", "hospital_course"}
-_SECTION_RANK = {"principal_diagnosis": 0, "diagnoses": 1, "assessment": 2, "indication": 3, "chief_complaint": 3,
-                 "hospital_course": 4, "procedures": 1, "procedure_description": 2, "hpi": 5, None: 6}
+_SECTION_RANK = {
+    "principal_diagnosis": 0,
+    "diagnoses": 1,
+    "assessment": 2,
+    "indication": 3,
+    "chief_complaint": 3,
+    "hospital_course": 4,
+    "procedures": 1,
+    "procedure_description": 2,
+    "hpi": 5,
+    None: 6,
+}
 _DIAGNOSIS_LIST_SECTIONS = {"principal_diagnosis", "diagnoses", "assessment"}
 
 # ConText rules added to medspaCy's defaults: the uncertainty terms of the coding guidelines
 # (Section II.H and IV.H: probable, suspected, likely, questionable, possible, still to be ruled out,
 # compatible with, consistent with), the ways notes write history and status, and more negations.
 _CONTEXT_RULES: tuple[tuple[str, str, str], ...] = (
-    ("probable", "POSSIBLE_EXISTENCE", "FORWARD"), ("probably", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("suspected", "POSSIBLE_EXISTENCE", "FORWARD"), ("suspect", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("suspicion for", "POSSIBLE_EXISTENCE", "FORWARD"), ("suspicion of", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("presumed", "POSSIBLE_EXISTENCE", "FORWARD"), ("presumptive", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"), ("question of", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("likely", "POSSIBLE_EXISTENCE", "FORWARD"), ("most likely", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("consistent with", "POSSIBLE_EXISTENCE", "FORWARD"), ("compatible with", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("concern for", "POSSIBLE_EXISTENCE", "FORWARD"), ("concerning for", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("cannot exclude", "POSSIBLE_EXISTENCE", "FORWARD"), ("cannot rule out", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("cannot be excluded", "POSSIBLE_EXISTENCE", "BACKWARD"), ("cannot be ruled out", "POSSIBLE_EXISTENCE", "BACKWARD"),
-    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"), ("vs", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
-    ("vs.", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"), ("differential diagnosis includes", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("is likely", "POSSIBLE_EXISTENCE", "BACKWARD"), ("is suspected", "POSSIBLE_EXISTENCE", "BACKWARD"),
-    ("evaluate for", "POSSIBLE_EXISTENCE", "FORWARD"), ("workup for", "POSSIBLE_EXISTENCE", "FORWARD"),
-    ("status post", "HISTORICAL", "FORWARD"), ("s/p", "HISTORICAL", "FORWARD"), ("prior", "HISTORICAL", "FORWARD"),
-    ("previous", "HISTORICAL", "FORWARD"), ("remote", "HISTORICAL", "FORWARD"), ("personal history of", "HISTORICAL", "FORWARD"),
-    ("hx of", "HISTORICAL", "FORWARD"), ("in remission", "HISTORICAL", "BACKWARD"), ("treated with", "TERMINATE", "TERMINATE"),
-    ("never", "NEGATED_EXISTENCE", "FORWARD"), ("denied", "NEGATED_EXISTENCE", "FORWARD"), ("negative", "NEGATED_EXISTENCE", "BACKWARD"),
-    ("ruled out", "NEGATED_EXISTENCE", "BACKWARD"), ("was ruled out", "NEGATED_EXISTENCE", "BACKWARD"),
-    ("has resolved", "NEGATED_EXISTENCE", "BACKWARD"), ("resolved", "NEGATED_EXISTENCE", "BACKWARD"),
-    ("no signs of", "NEGATED_EXISTENCE", "FORWARD"), ("no evidence of", "NEGATED_EXISTENCE", "FORWARD"),
-    ("not consistent with", "NEGATED_EXISTENCE", "FORWARD"), ("no longer", "NEGATED_EXISTENCE", "FORWARD"),
-    ("nor", "NEGATED_EXISTENCE", "FORWARD"), ("without evidence of", "NEGATED_EXISTENCE", "FORWARD"),
-    ("if", "HYPOTHETICAL", "FORWARD"), ("should", "HYPOTHETICAL", "FORWARD"), ("in case of", "HYPOTHETICAL", "FORWARD"),
-    ("risk of", "HYPOTHETICAL", "FORWARD"), ("at risk for", "HYPOTHETICAL", "FORWARD"), ("prevention of", "HYPOTHETICAL", "FORWARD"),
-    ("prophylaxis", "HYPOTHETICAL", "BACKWARD"), ("will schedule", "HYPOTHETICAL", "FORWARD"), ("scheduled for", "HYPOTHETICAL", "FORWARD"),
-    ("plan for", "HYPOTHETICAL", "FORWARD"), ("planned", "HYPOTHETICAL", "FORWARD"), ("screening for", "HYPOTHETICAL", "FORWARD"),
-    ("candidate for", "HYPOTHETICAL", "FORWARD"), ("consider", "HYPOTHETICAL", "FORWARD"), ("refer for", "HYPOTHETICAL", "FORWARD"),
-    ("secondary to", "TERMINATE", "TERMINATE"), ("due to", "TERMINATE", "TERMINATE"), ("presented with", "TERMINATE", "TERMINATE"),
-    ("presents with", "TERMINATE", "TERMINATE"), ("who presents", "TERMINATE", "TERMINATE"), ("admitted", "TERMINATE", "TERMINATE"),
+    ("probable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("probably", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspected", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspect", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspicion for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspicion of", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("presumed", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("presumptive", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("question of", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("likely", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("most likely", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("consistent with", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("compatible with", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("concern for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("concerning for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("cannot exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("cannot rule out", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("cannot be excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("cannot be ruled out", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("vs", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("vs.", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("differential diagnosis includes", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("is likely", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("is suspected", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("evaluate for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("workup for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("status post", "HISTORICAL", "FORWARD"),
+    ("s/p", "HISTORICAL", "FORWARD"),
+    ("prior", "HISTORICAL", "FORWARD"),
+    ("previous", "HISTORICAL", "FORWARD"),
+    ("remote", "HISTORICAL", "FORWARD"),
+    ("personal history of", "HISTORICAL", "FORWARD"),
+    ("hx of", "HISTORICAL", "FORWARD"),
+    ("in remission", "HISTORICAL", "BACKWARD"),
+    ("treated with", "TERMINATE", "TERMINATE"),
+    ("never", "NEGATED_EXISTENCE", "FORWARD"),
+    ("denied", "NEGATED_EXISTENCE", "FORWARD"),
+    ("negative", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("ruled out", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("was ruled out", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("has resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("no signs of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no evidence of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("not consistent with", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no longer", "NEGATED_EXISTENCE", "FORWARD"),
+    ("nor", "NEGATED_EXISTENCE", "FORWARD"),
+    ("without evidence of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("if", "HYPOTHETICAL", "FORWARD"),
+    ("should", "HYPOTHETICAL", "FORWARD"),
+    ("in case of", "HYPOTHETICAL", "FORWARD"),
+    ("risk of", "HYPOTHETICAL", "FORWARD"),
+    ("at risk for", "HYPOTHETICAL", "FORWARD"),
+    ("prevention of", "HYPOTHETICAL", "FORWARD"),
+    ("prophylaxis", "HYPOTHETICAL", "BACKWARD"),
+    ("will schedule", "HYPOTHETICAL", "FORWARD"),
+    ("scheduled for", "HYPOTHETICAL", "FORWARD"),
+    ("plan for", "HYPOTHETICAL", "FORWARD"),
+    ("planned", "HYPOTHETICAL", "FORWARD"),
+    ("screening for", "HYPOTHETICAL", "FORWARD"),
+    ("candidate for", "HYPOTHETICAL", "FORWARD"),
+    ("consider", "HYPOTHETICAL", "FORWARD"),
+    ("refer for", "HYPOTHETICAL", "FORWARD"),
+    ("secondary to", "TERMINATE", "TERMINATE"),
+    ("due to", "TERMINATE", "TERMINATE"),
+    ("presented with", "TERMINATE", "TERMINATE"),
+    ("presents with", "TERMINATE", "TERMINATE"),
+    ("who presents", "TERMINATE", "TERMINATE"),
+    ("admitted", "TERMINATE", "TERMINATE"),
 )
 
 
@@ -199,10 +442,10 @@ def _header_pattern(tokens: list[str]) -> list[dict[str, Any]]:
 def _pipeline(lexicon_path: str | None = None, sentences: str = "lines") -> _Pipeline:
     import medspacy
     from loguru import logger
-    from spacy.language import Language
     from medspacy.context import ConTextRule
     from medspacy.section_detection import SectionRule
     from medspacy.target_matcher import TargetRule
+    from spacy.language import Language
 
     logger.disable("PyRuSH")  # PyRuSH logs every sentence split at DEBUG level
     lexicon = load_lexicon(lexicon_path)
@@ -374,7 +617,7 @@ def _ventilation_code(lexicon: Lexicon, window: str) -> ICD10PCSCode | None:
 def _excluded(concept: Concept, text: str, end: int) -> bool:
     if not concept.exclude:
         return False
-    following = re.findall(r"[A-Za-z0-9]+", text[end:end + 40])[:2]
+    following = re.findall(r"[A-Za-z0-9]+", text[end : end + 40])[:2]
     return any(w.lower() in concept.exclude for w in following)
 
 
@@ -383,8 +626,13 @@ def _excluded(concept: Concept, text: str, end: int) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def suggest(documents: Sequence[DocumentText], setting: Setting, *, lexicon_path: str | Path | None = None,
-            sentence_splitter: str = "lines") -> list[Suggestion]:
+def suggest(
+    documents: Sequence[DocumentText],
+    setting: Setting,
+    *,
+    lexicon_path: str | Path | None = None,
+    sentence_splitter: str = "lines",
+) -> list[Suggestion]:
     """Propose codes for one encounter from its documents.
 
     Diagnoses come first (the principal or first-listed one marked ``principal``), then procedures
@@ -414,8 +662,9 @@ def suggest(documents: Sequence[DocumentText], setting: Setting, *, lexicon_path
     return _Coder(pipe.lexicon, setting, docs, parsed).run()
 
 
-def suggest_text(text: str, setting: Setting, *, kind: str = "note", document_id: str = "document",
-                 lexicon_path: str | Path | None = None) -> list[Suggestion]:
+def suggest_text(
+    text: str, setting: Setting, *, kind: str = "note", document_id: str = "document", lexicon_path: str | Path | None = None
+) -> list[Suggestion]:
     """Propose codes for a single document's text (the FILE form of ``chartkeeper code suggest``)."""
     return suggest([DocumentText(document_id, kind, text)], setting, lexicon_path=lexicon_path)
 
@@ -451,8 +700,10 @@ class _Coder:
 
     def _read(self, index: int, d: DocumentText, doc: Any) -> None:
         sections = [(s.body_start if s.body_start is not None else s.title_start, s.body_end, s.category) for s in doc._.sections]
-        has_postop = any(cat == "diagnoses" and "post" in doc[s.title_start:s.title_end].text.lower()
-                         for s, (_, _, cat) in zip(doc._.sections, sections, strict=True))
+        has_postop = any(
+            cat == "diagnoses" and "post" in doc[s.title_start : s.title_end].text.lower()
+            for s, (_, _, cat) in zip(doc._.sections, sections, strict=True)
+        )
         text = d.text
         for ent in doc.ents:
             concept = self.lx.concepts.get(ent.label_)
@@ -470,7 +721,9 @@ class _Coder:
             sentence = sent.text.strip()
             window, offset = _window(text, sent.start_char, sent.end_char, start, end)
             rank = (_DOC_PRIORITY.get(d.kind, 2), _SECTION_RANK.get(section, 6), index, start)
-            base = dict(doc_index=index, doc=d, start=start, end=end, sentence=sentence, section=section, rank=rank, window=window)
+            base = dict(
+                doc_index=index, doc=d, start=start, end=end, sentence=sentence, section=section, rank=rank, window=window
+            )
             if ent._.is_negated:
                 if d.kind == "discharge-summary" or not self.has_discharge_summary:
                     self.negated_in_summary.add(concept.id)
@@ -521,10 +774,25 @@ class _Coder:
         m = _Mention(concept=concept, status="current", uncertain=uncertain, codes=tuple(codes), dm=dm, refined=refined, **base)
         self.mentions.append(m)
 
-    def _procedure(self, concept: Concept, refinement: Refinement | None, historical: bool, section: str | None,
-                   uncertain: bool, base: dict[str, Any]) -> None:
-        if historical or section in ("hpi", "chief_complaint", "past_medical_history", "past_surgical_history", "social_history",
-                                     "assessment", "indication", "preop_diagnosis"):
+    def _procedure(
+        self,
+        concept: Concept,
+        refinement: Refinement | None,
+        historical: bool,
+        section: str | None,
+        uncertain: bool,
+        base: dict[str, Any],
+    ) -> None:
+        if historical or section in (
+            "hpi",
+            "chief_complaint",
+            "past_medical_history",
+            "past_surgical_history",
+            "social_history",
+            "assessment",
+            "indication",
+            "preop_diagnosis",
+        ):
             status = (refinement.history if refinement and refinement.history else None) or concept.history
             if historical and status is not None:
                 self.mentions.append(_Mention(concept=concept, status="history", codes=(status,), **base))
@@ -534,7 +802,9 @@ class _Coder:
         codes: tuple[Code, ...] = ()
         if self.setting == "inpatient":
             if concept.ventilation:
-                vc = (refinement.codes[0] if refinement and refinement.codes else None) or _ventilation_code(self.lx, base["window"])
+                vc = (refinement.codes[0] if refinement and refinement.codes else None) or _ventilation_code(
+                    self.lx, base["window"]
+                )
                 codes = (vc,) if vc is not None else ()
             elif refinement is not None and refinement.codes:
                 codes = refinement.codes
@@ -553,8 +823,12 @@ class _Coder:
             return
         keep = []
         for m in self.mentions:
-            if (m.status == "current" and m.concept.id in self.negated_in_summary and m.doc.kind != "discharge-summary"
-                    and self.has_discharge_summary):
+            if (
+                m.status == "current"
+                and m.concept.id in self.negated_in_summary
+                and m.doc.kind != "discharge-summary"
+                and self.has_discharge_summary
+            ):
                 continue
             keep.append(m)
         self.mentions = keep
@@ -627,8 +901,11 @@ class _Coder:
     def _diabetes(self, current: list[_Mention], add: Any) -> set[int]:
         handled: set[int] = set()
         dm_mentions = [m for m in current if m.concept.diabetes]
-        diabetic_text = [m for m in current if m.dm and not m.concept.diabetes
-                         and (not m.concept.codes or "diabet" in m.doc.text[m.start:m.end].lower())]
+        diabetic_text = [
+            m
+            for m in current
+            if m.dm and not m.concept.diabetes and (not m.concept.codes or "diabet" in m.doc.text[m.start : m.end].lower())
+        ]
         linked = [m for m in current if m.dm and not m.concept.diabetes and m.concept.link and m not in diabetic_text]
         if not dm_mentions and not diabetic_text:
             for m in current:
@@ -654,8 +931,12 @@ class _Coder:
         label = "type 1 diabetes" if dtype == "E10" else "type 2 diabetes"
         if comp_codes:
             for code, ms in comp_codes.items():
-                add(ICD10CMCode(code), ms + dm_mentions, f"combination code: {label} with the complication ('with' convention)",
-                    combined=True)
+                add(
+                    ICD10CMCode(code),
+                    ms + dm_mentions,
+                    f"combination code: {label} with the complication ('with' convention)",
+                    combined=True,
+                )
             for m in dm_mentions:
                 handled.add(id(m))
             for _, ms in complications:
@@ -759,7 +1040,9 @@ class _Coder:
         px = [c for c in cands.values() if c.kind == "procedure"]
 
         def dx_key(c: _Candidate) -> tuple[Any, ...]:
-            secondary_only = all(m.status != "current" for m in c.mentions) or str(c.code).startswith(("W", "X", "Y", "V", "Z79", "R65"))
+            secondary_only = all(m.status != "current" for m in c.mentions) or str(c.code).startswith(
+                ("W", "X", "Y", "V", "Z79", "R65")
+            )
             return (secondary_only, c.rank, not c.combined)
 
         dx.sort(key=dx_key)
@@ -779,14 +1062,26 @@ class _Coder:
             reasons = list(c.reasons)
             if c is principal:
                 first = min(c.mentions, key=lambda m: m.rank)
-                where = {"principal_diagnosis": "the principal diagnosis", "diagnoses": "the first listed diagnosis",
-                         "assessment": "the first listed assessment", "chief_complaint": "the reason for the visit"}.get(
-                    first.section or "", "the first diagnosis found")
+                where = {
+                    "principal_diagnosis": "the principal diagnosis",
+                    "diagnoses": "the first listed diagnosis",
+                    "assessment": "the first listed assessment",
+                    "chief_complaint": "the reason for the visit",
+                }.get(first.section or "", "the first diagnosis found")
                 reasons.insert(0, f"{'principal' if self.setting == 'inpatient' else 'first-listed'}: {where} ({first.doc.kind})")
             evidence = sorted({m.evidence for m in c.mentions}, key=lambda e: (self._doc_pos(e.document_id), e.start))
             title = code_title(c.code, self.lx) or ""
-            out.append(Suggestion(kind=c.kind, code=c.code, title=title, evidence=tuple(evidence), principal=is_principal,  # type: ignore[arg-type]
-                                  reason="; ".join(reasons), alternatives=c.alternatives))
+            out.append(
+                Suggestion(
+                    kind=c.kind,
+                    code=c.code,
+                    title=title,
+                    evidence=tuple(evidence),
+                    principal=is_principal,  # type: ignore[arg-type]
+                    reason="; ".join(reasons),
+                    alternatives=c.alternatives,
+                )
+            )
         return out
 
     def _doc_pos(self, doc_id: str) -> int:

@@ -20,8 +20,29 @@ KINDS = ("dx", "symptom", "proc")
 HTN_ROLES = ("htn", "hhd", "hckd", "heart", "ckd")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _CONCEPT_FIELDS = {
-    "id", "kind", "code", "terms", "abbr", "refine", "history", "chronic", "family", "explains", "diabetes", "dm", "link",
-    "own", "htn", "groups", "also", "exclude", "social", "hcpcs", "ventilation", "implies", "multiple",
+    "id",
+    "kind",
+    "code",
+    "terms",
+    "abbr",
+    "refine",
+    "history",
+    "chronic",
+    "family",
+    "explains",
+    "diabetes",
+    "dm",
+    "link",
+    "own",
+    "htn",
+    "groups",
+    "also",
+    "exclude",
+    "social",
+    "hcpcs",
+    "ventilation",
+    "implies",
+    "multiple",
 }
 _REFINE_FIELDS = {"when", "code", "codes", "history", "hcpcs", "dm"}
 
@@ -175,14 +196,20 @@ def _strings(raw: Any, where: str, problems: list[str]) -> tuple[str, ...]:
 
 def _refinement(raw: Any, where: str, problems: list[str]) -> Refinement | None:
     if not isinstance(raw, dict):
-        problems.append(f"{where}: each refinement is a table like {{ when = [[\"left\"]], code = \"S72.002A\" }}.")
+        problems.append(f'{where}: each refinement is a table like {{ when = [["left"]], code = "S72.002A" }}.')
         return None
     unknown = set(raw) - _REFINE_FIELDS
     if unknown:
-        problems.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed are {', '.join(sorted(_REFINE_FIELDS))}.")
+        problems.append(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed are {', '.join(sorted(_REFINE_FIELDS))}."
+        )
     when = raw.get("when")
-    if not isinstance(when, list) or not when or not all(isinstance(g, list) and g and all(isinstance(w, str) for w in g) for g in when):
-        problems.append(f"{where}: 'when' must be a list of word lists, like [[\"left\"], [\"uncemented\", \"press-fit\"]].")
+    if (
+        not isinstance(when, list)
+        or not when
+        or not all(isinstance(g, list) and g and all(isinstance(w, str) for w in g) for g in when)
+    ):
+        problems.append(f'{where}: \'when\' must be a list of word lists, like [["left"], ["uncemented", "press-fit"]].')
         return None
     codes: tuple[Code, ...] = ()
     if "code" in raw:
@@ -198,8 +225,14 @@ def _refinement(raw: Any, where: str, problems: list[str]) -> Refinement | None:
     if not (codes or history or hcpcs or dm):
         problems.append(f"{where}: say what the refinement gives: code, codes, history, hcpcs or dm.")
     groups = tuple(tuple(w.strip() for w in g) for g in when)
-    return Refinement(when=groups, codes=codes, history=history, hcpcs=hcpcs, dm=dm,
-                      patterns=tuple(tuple(word_pattern(w) for w in g) for g in groups))
+    return Refinement(
+        when=groups,
+        codes=codes,
+        history=history,
+        hcpcs=hcpcs,
+        dm=dm,
+        patterns=tuple(tuple(word_pattern(w) for w in g) for g in groups),
+    )
 
 
 def _concept(raw: dict[str, Any], explain_sets: dict[str, list[str]], problems: list[str]) -> Concept | None:
@@ -242,7 +275,7 @@ def _concept(raw: dict[str, Any], explain_sets: dict[str, list[str]], problems: 
             explains.update(str(c) for c in _codes(e, f"{where} explains", problems))
     diabetes = raw.get("diabetes")
     if diabetes not in (None, "E10", "E11", "E11?"):
-        problems.append(f"{where}: diabetes is {diabetes!r}; use \"E10\", \"E11\" or \"E11?\" (type not stated).")
+        problems.append(f'{where}: diabetes is {diabetes!r}; use "E10", "E11" or "E11?" (type not stated).')
     htn = raw.get("htn")
     if htn is not None and htn not in HTN_ROLES:
         problems.append(f"{where}: htn is {htn!r}; use one of {', '.join(HTN_ROLES)}.")
@@ -251,15 +284,29 @@ def _concept(raw: dict[str, Any], explain_sets: dict[str, list[str]], problems: 
         problems.append(f"{where}: 'dm' is the diabetes subcategory suffix in quotes, like \"22\".")
         dm = None
     return Concept(
-        id=cid, kind=kind, codes=codes, terms=terms, abbr=abbr, refine=tuple(refine),
-        history=_one_cm(raw.get("history"), f"{where} history", problems), chronic=bool(raw.get("chronic", False)),
-        family=_one_cm(raw.get("family"), f"{where} family", problems), explains=frozenset(explains), diabetes=diabetes,
-        dm=dm, link=bool(raw.get("link", False)), own=bool(raw.get("own", True)), htn=htn,
+        id=cid,
+        kind=kind,
+        codes=codes,
+        terms=terms,
+        abbr=abbr,
+        refine=tuple(refine),
+        history=_one_cm(raw.get("history"), f"{where} history", problems),
+        chronic=bool(raw.get("chronic", False)),
+        family=_one_cm(raw.get("family"), f"{where} family", problems),
+        explains=frozenset(explains),
+        diabetes=diabetes,
+        dm=dm,
+        link=bool(raw.get("link", False)),
+        own=bool(raw.get("own", True)),
+        htn=htn,
         groups=frozenset(_strings(raw.get("groups"), f"{where} groups", problems)),
         also=_codes(raw.get("also", []), f"{where} also", problems) if raw.get("also") else (),
         exclude=frozenset(w.lower() for w in _strings(raw.get("exclude"), f"{where} exclude", problems)),
-        social=bool(raw.get("social", False)), hcpcs=_one_hcpcs(raw.get("hcpcs"), f"{where} hcpcs", problems),
-        ventilation=bool(raw.get("ventilation", False)), implies=raw.get("implies"), multiple=bool(raw.get("multiple", False)),
+        social=bool(raw.get("social", False)),
+        hcpcs=_one_hcpcs(raw.get("hcpcs"), f"{where} hcpcs", problems),
+        ventilation=bool(raw.get("ventilation", False)),
+        implies=raw.get("implies"),
+        multiple=bool(raw.get("multiple", False)),
     )
 
 
@@ -289,10 +336,13 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
         if c.id in concepts:
             problems.append(f"Concept id {c.id!r} is used twice; give each concept its own id.")
         concepts[c.id] = c
+    written_code = {raw.get("id") for raw in data.get("concept", []) if "code" in raw}
     for c in concepts.values():
         if c.implies and c.implies not in concepts:
             problems.append(f"concept {c.id!r}: implies {c.implies!r}, which is not a concept id.")
-        if not (c.codes or c.refine or c.history or c.family or c.hcpcs or c.also or c.ventilation or c.dm):
+        if c.id not in written_code and not (
+            c.codes or c.refine or c.history or c.family or c.hcpcs or c.also or c.ventilation or c.dm
+        ):
             problems.append(f"concept {c.id!r}: it gives no code; add code, refine, history or family.")
     known_groups = {g for c in concepts.values() for g in c.groups}
     combine: list[CombineRule] = []
@@ -306,15 +356,21 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
         if add is None:
             problems.append(f"{where}: give the combination code in 'add'.")
             continue
-        remove = frozenset(str(c) for c in _codes(r.get("remove", []), f"{where} remove", problems)) if r.get("remove") else frozenset()
+        remove = (
+            frozenset(str(c) for c in _codes(r.get("remove", []), f"{where} remove", problems))
+            if r.get("remove")
+            else frozenset()
+        )
         combine.append(CombineRule(when=when, remove=remove, add=add, source=str(r.get("source", ""))))
     vent: list[tuple[float, ICD10PCSCode]] = []
     for row in data.get("ventilation", {}).get("codes", []):
         try:
             vent.append((float(row[0]), ICD10PCSCode(row[1])))
         except (CodeFormatError, TypeError, ValueError, IndexError):
-            problems.append(f"ventilation codes: {row!r} should be [hours_below, \"PCS code\"], like [24, \"5A1935Z\"].")
+            problems.append(f'ventilation codes: {row!r} should be [hours_below, "PCS code"], like [24, "5A1935Z"].')
     titles = {str(HCPCSCode(k)): str(v) for k, v in data.get("hcpcs_titles", {}).items()}
     if problems:
         raise LexiconError(source, problems)
-    return Lexicon(concepts=concepts, combine=tuple(combine), ventilation_codes=tuple(sorted(vent)), hcpcs_titles=titles, source=source)
+    return Lexicon(
+        concepts=concepts, combine=tuple(combine), ventilation_codes=tuple(sorted(vent)), hcpcs_titles=titles, source=source
+    )
