@@ -248,6 +248,9 @@ SECTION_HEADERS: dict[str, tuple[str, ...]] = {
         "hospital course by problem",
     ),
     "procedures": (
+        "immunizations",
+        "immunizations given",
+        "vaccines given",
         "procedures",
         "procedure",
         "procedures performed",
@@ -307,7 +310,7 @@ _SYMPTOM_SECTIONS = {
     "hospital_course",
     "indication",
 }
-_PROCEDURE_SECTIONS = {None, "procedures", "procedure_description", "hospital_course"}
+_PROCEDURE_SECTIONS = {None, "procedures", "procedure_description", "hospital_course", "assessment"}
 _SECTION_RANK = {
     "principal_diagnosis": 0,
     "diagnoses": 1,
@@ -376,6 +379,7 @@ _CONTEXT_RULES: tuple[tuple[str, str, str], ...] = (
     ("no longer", "NEGATED_EXISTENCE", "FORWARD"),
     ("nor", "NEGATED_EXISTENCE", "FORWARD"),
     ("without evidence of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("social history", "HISTORICAL", "PSEUDO"), ("history and physical", "HISTORICAL", "PSEUDO"),
     ("if", "HYPOTHETICAL", "FORWARD"),
     ("should", "HYPOTHETICAL", "FORWARD"),
     ("in case of", "HYPOTHETICAL", "FORWARD"),
@@ -789,7 +793,6 @@ class _Coder:
             "past_medical_history",
             "past_surgical_history",
             "social_history",
-            "assessment",
             "indication",
             "preop_diagnosis",
         ):
@@ -1041,7 +1044,7 @@ class _Coder:
 
         def dx_key(c: _Candidate) -> tuple[Any, ...]:
             secondary_only = all(m.status != "current" for m in c.mentions) or str(c.code).startswith(
-                ("W", "X", "Y", "V", "Z79", "R65")
+                ("W", "X", "Y", "V", "Z79", "Z23", "R65")
             )
             return (secondary_only, c.rank, not c.combined)
 
