@@ -65,7 +65,7 @@ def baseline(row: dict[str, Any]) -> tuple[set[str], str | None]:
             r = _best_refinement(c, window, offset, ent.start_char, ent.end_char) if c.refine else None
             if c.is_procedure:
                 if row["setting"] == "inpatient":
-                    got = (r.codes if r and r.codes else c.codes)
+                    got = r.codes if r and r.codes else c.codes
                 else:
                     h = (r.hcpcs if r and r.hcpcs else None) or c.hcpcs
                     got = (h,) if h else ()
@@ -87,8 +87,15 @@ def score(rows: list[dict[str, Any]], results: list[tuple[set[str], str | None]]
         principal_ok += principal == row["principal"]
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "principal": principal_ok / len(rows),
-            "tp": tp, "fp": fp, "fn": fn}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "principal": principal_ok / len(rows),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
 
 
 def timed(fn: Any, rows: list[dict[str, Any]], runs: int) -> tuple[list[tuple[set[str], str | None]], float]:
@@ -121,9 +128,11 @@ def main() -> None:
     res_rush, rate_rush = timed(lambda r: full(r, "pyrush"), rows, args.runs)
     s_full, s_base, s_rush = score(rows, res_full), score(rows, res_base), score(rows, res_rush)
 
-    print(f"CAC on {args.set}: {len(rows)} encounters, {ndocs} documents "
-          f"({sum(r['setting'] == 'inpatient' for r in rows)} inpatient), {sum(len(r['gold']) for r in rows)} gold codes; "
-          f"pipeline load {warm:.1f}s; speed = median of {args.runs} runs")
+    print(
+        f"CAC on {args.set}: {len(rows)} encounters, {ndocs} documents "
+        f"({sum(r['setting'] == 'inpatient' for r in rows)} inpatient), {sum(len(r['gold']) for r in rows)} gold codes; "
+        f"pipeline load {warm:.1f}s; speed = median of {args.runs} runs"
+    )
     print(f"{'method':58} {'precision':>9} {'recall':>7} {'F1':>6} {'principal':>9} {'docs/s':>7}")
     for name, s, rate in (
         ("baseline: lexicon match only (no ConText/sections/rules)", s_base, rate_base),
@@ -131,14 +140,18 @@ def main() -> None:
         ("CAC with medspaCy PyRuSH sentence splitter", s_rush, rate_rush),
     ):
         print(f"{name:58} {s['precision']:9.1%} {s['recall']:7.1%} {s['f1']:6.1%} {s['principal']:9.1%} {rate:7.1f}")
-    print(f"targets: recall >= 85% at precision >= 80%; >= 20 documents/s  "
-          f"(CAC tp={s_full['tp']} fp={s_full['fp']} fn={s_full['fn']})")
+    print(
+        f"targets: recall >= 85% at precision >= 80%; >= 20 documents/s  "
+        f"(CAC tp={s_full['tp']} fp={s_full['fp']} fn={s_full['fn']})"
+    )
     if args.errors:
         for row, (got, principal) in zip(rows, res_full, strict=True):
             gold = set(row["gold"])
             if got != gold or principal != row["principal"]:
-                print(f"{row['id']} {row['setting']}: missed {sorted(gold - got)} extra {sorted(got - gold)} "
-                      f"principal {principal} (gold {row['principal']})")
+                print(
+                    f"{row['id']} {row['setting']}: missed {sorted(gold - got)} extra {sorted(got - gold)} "
+                    f"principal {principal} (gold {row['principal']})"
+                )
 
 
 if __name__ == "__main__":

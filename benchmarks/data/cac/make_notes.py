@@ -34,86 +34,224 @@ def F(key: str, *phr: Phr, tags: tuple[str, ...] = ()) -> Fact:
 
 
 PRINCIPAL = [
-    (F("chf", ("Acute on chronic systolic congestive heart failure", ("I50.23",)), ("Acute on chronic HFrEF", ("I50.23",)),
-       ("!Decompensated chronic systolic heart failure", ("I50.23",)), ("Acute on chronic diastolic heart failure", ("I50.33",)),
-       ("!HFpEF exacerbation", ("I50.33",)), ("Acute systolic heart failure", ("I50.21",)), tags=("heart",)),
-     "shortness of breath and leg swelling", "He was diuresed with IV furosemide with improvement in his symptoms.", []),
-    (F("pna", ("Community-acquired pneumonia", ("J18.9",)), ("Right lower lobe pneumonia", ("J18.9",)),
-       ("!Pneumonia due to Streptococcus pneumoniae", ("J13",)), ("Aspiration pneumonia", ("J69.0",)),
-       ("!Multifocal pneumonia", ("J18.9",)), ("Probable community-acquired pneumonia", ("J18.9",)),
-       ("!Suspected bacterial pneumonia", ("J15.9",))),
-     "cough and fever", "He was treated with ceftriaxone and azithromycin and defervesced.", []),
-    (F("copd", ("COPD with acute exacerbation", ("J44.1",)), ("!Acute exacerbation of chronic obstructive pulmonary disease", ("J44.1",)),
-       ("AECOPD", ("J44.1",))),
-     "worsening shortness of breath and wheezing", "She received nebulized bronchodilators and a prednisone burst.", []),
-    (F("sepsis", ("Sepsis due to urinary tract infection", ("A41.9", "N39.0")),
-       ("!Sepsis secondary to E. coli urinary tract infection", ("A41.51", "N39.0", "B96.20")),
-       ("Severe sepsis due to community-acquired pneumonia", ("A41.9", "R65.20", "J18.9"))),
-     "fever and confusion", "Blood and urine cultures were drawn and IV antibiotics were started with fluid resuscitation.", []),
-    (F("nstemi", ("NSTEMI", ("I21.4",)), ("Non-ST elevation myocardial infarction", ("I21.4",)),
-       ("!Acute inferior STEMI", ("I21.19",))),
-     "substernal chest pain", "Troponin peaked at 4.2. Cardiology was consulted.",
-     [("Left heart catheterization with drug-eluting stent to the RCA", ("4A023N7", "027034Z"))]),
-    (F("stroke", ("Acute ischemic stroke, left MCA territory", ("I63.512",)), ("!Left middle cerebral artery stroke", ("I63.512",)),
-       ("Acute ischemic stroke", ("I63.9",))),
-     "right-sided weakness and slurred speech", "MRI confirmed an acute infarct. He was started on aspirin and atorvastatin.", []),
-    (F("hipfx", ("Closed fracture of the right femoral neck", ("S72.001A", "W19.XXXA")),
-       ("Left femoral neck fracture", ("S72.002A", "W19.XXXA"))),
-     "hip pain after a mechanical fall", "Orthopedics took her to the operating room on hospital day 2.", ["hemi"]),
-    (F("appy", ("Acute appendicitis", ("K35.80",)), ("!Perforated appendicitis", ("K35.32",))),
-     "right lower quadrant pain and nausea", "He was taken to the operating room the night of admission.",
-     [("Laparoscopic appendectomy", ("0DTJ4ZZ",))]),
-    (F("chole", ("Acute calculous cholecystitis", ("K80.00",)), ("!Acute cholecystitis with cholelithiasis", ("K80.00",))),
-     "right upper quadrant pain and vomiting", "Ultrasound showed gallstones with wall thickening.",
-     [("Laparoscopic cholecystectomy", ("0FT44ZZ",))]),
-    (F("gib", ("Upper GI bleed", ("K92.2",)), ("!Acute upper gastrointestinal hemorrhage", ("K92.2",))),
-     "black tarry stools and lightheadedness", "Hemoglobin dropped to 6.8. GI performed an EGD.",
-     [("EGD", ("0DJ08ZZ",)), ("Transfusion of 2 units packed red blood cells", ("30233N1",))]),
-    (F("aki", ("Acute kidney injury", ("N17.9",)), ("!Acute renal failure", ("N17.9",))),
-     "poor oral intake and weakness", "Creatinine improved from 3.1 to 1.4 with IV fluids.", []),
-    (F("dka", ("Diabetic ketoacidosis in type 1 diabetes mellitus", ("E10.10",)), ("!DKA, type 1 diabetes", ("E10.10",))),
-     "nausea, vomiting and abdominal pain", "She was treated with an insulin infusion per DKA protocol.", []),
-    (F("oa", ("Primary osteoarthritis of the left knee", ("M17.12",)), ("Primary osteoarthritis of the right knee", ("M17.11",))),
-     "chronic knee pain, admitted for elective surgery", "Postoperative course was uncomplicated. Physical therapy started on day 1.",
-     ["tka"]),
-    (F("cellulitis", ("Cellulitis of the left lower extremity", ("L03.116",)), ("!Right leg cellulitis", ("L03.115",))),
-     "redness and swelling of the leg", "He was treated with IV cefazolin with improvement of the erythema.", []),
-    (F("pe", ("Acute pulmonary embolism", ("I26.99",)), ("!Saddle pulmonary embolus", ("I26.92",))),
-     "pleuritic chest pain and shortness of breath", "CT angiogram confirmed the diagnosis. She was started on heparin.", []),
-    (F("afib", ("Atrial fibrillation with rapid ventricular response", ("I48.91",)),
-       ("!Paroxysmal atrial fibrillation with RVR", ("I48.0",))),
-     "palpitations", "Rate was controlled with diltiazem. Apixaban was started.", []),
-    (F("resp", ("Acute hypoxic respiratory failure due to pneumonia", ("J96.01", "J18.9")),
-       ("!Acute hypoxemic respiratory failure secondary to multifocal pneumonia", ("J96.01", "J18.9"))),
-     "severe shortness of breath", "He was intubated in the ICU and required mechanical ventilation for 4 days.",
-     [("__vent__", ("0BH17EZ", "5A1945Z"))]),
-    (F("sbo", ("Partial small bowel obstruction", ("K56.600",)), ("!Adhesive small bowel obstruction", ("K56.50",))),
-     "abdominal distension and vomiting", "He was managed with bowel rest and nasogastric decompression.", []),
-    (F("panc", ("Acute gallstone pancreatitis", ("K85.10",)), ("!Acute pancreatitis, alcohol-induced", ("K85.20",))),
-     "epigastric pain radiating to the back", "Lipase was 2,400. He was treated with fluids and pain control.", []),
-    (F("divert", ("Sigmoid diverticulitis", ("K57.32",)), ("!Acute diverticulitis of the sigmoid colon", ("K57.32",))),
-     "left lower quadrant pain", "CT showed uncomplicated sigmoid diverticulitis. He improved on antibiotics.", []),
+    (
+        F(
+            "chf",
+            ("Acute on chronic systolic congestive heart failure", ("I50.23",)),
+            ("Acute on chronic HFrEF", ("I50.23",)),
+            ("!Decompensated chronic systolic heart failure", ("I50.23",)),
+            ("Acute on chronic diastolic heart failure", ("I50.33",)),
+            ("!HFpEF exacerbation", ("I50.33",)),
+            ("Acute systolic heart failure", ("I50.21",)),
+            tags=("heart",),
+        ),
+        "shortness of breath and leg swelling",
+        "He was diuresed with IV furosemide with improvement in his symptoms.",
+        [],
+    ),
+    (
+        F(
+            "pna",
+            ("Community-acquired pneumonia", ("J18.9",)),
+            ("Right lower lobe pneumonia", ("J18.9",)),
+            ("!Pneumonia due to Streptococcus pneumoniae", ("J13",)),
+            ("Aspiration pneumonia", ("J69.0",)),
+            ("!Multifocal pneumonia", ("J18.9",)),
+            ("Probable community-acquired pneumonia", ("J18.9",)),
+            ("!Suspected bacterial pneumonia", ("J15.9",)),
+        ),
+        "cough and fever",
+        "He was treated with ceftriaxone and azithromycin and defervesced.",
+        [],
+    ),
+    (
+        F(
+            "copd",
+            ("COPD with acute exacerbation", ("J44.1",)),
+            ("!Acute exacerbation of chronic obstructive pulmonary disease", ("J44.1",)),
+            ("AECOPD", ("J44.1",)),
+        ),
+        "worsening shortness of breath and wheezing",
+        "She received nebulized bronchodilators and a prednisone burst.",
+        [],
+    ),
+    (
+        F(
+            "sepsis",
+            ("Sepsis due to urinary tract infection", ("A41.9", "N39.0")),
+            ("!Sepsis secondary to E. coli urinary tract infection", ("A41.51", "N39.0", "B96.20")),
+            ("Severe sepsis due to community-acquired pneumonia", ("A41.9", "R65.20", "J18.9")),
+        ),
+        "fever and confusion",
+        "Blood and urine cultures were drawn and IV antibiotics were started with fluid resuscitation.",
+        [],
+    ),
+    (
+        F(
+            "nstemi",
+            ("NSTEMI", ("I21.4",)),
+            ("Non-ST elevation myocardial infarction", ("I21.4",)),
+            ("!Acute inferior STEMI", ("I21.19",)),
+        ),
+        "substernal chest pain",
+        "Troponin peaked at 4.2. Cardiology was consulted.",
+        [("Left heart catheterization with drug-eluting stent to the RCA", ("4A023N7", "027034Z"))],
+    ),
+    (
+        F(
+            "stroke",
+            ("Acute ischemic stroke, left MCA territory", ("I63.512",)),
+            ("!Left middle cerebral artery stroke", ("I63.512",)),
+            ("Acute ischemic stroke", ("I63.9",)),
+        ),
+        "right-sided weakness and slurred speech",
+        "MRI confirmed an acute infarct. He was started on aspirin and atorvastatin.",
+        [],
+    ),
+    (
+        F(
+            "hipfx",
+            ("Closed fracture of the right femoral neck", ("S72.001A", "W19.XXXA")),
+            ("Left femoral neck fracture", ("S72.002A", "W19.XXXA")),
+        ),
+        "hip pain after a mechanical fall",
+        "Orthopedics took her to the operating room on hospital day 2.",
+        ["hemi"],
+    ),
+    (
+        F("appy", ("Acute appendicitis", ("K35.80",)), ("!Perforated appendicitis", ("K35.32",))),
+        "right lower quadrant pain and nausea",
+        "He was taken to the operating room the night of admission.",
+        [("Laparoscopic appendectomy", ("0DTJ4ZZ",))],
+    ),
+    (
+        F("chole", ("Acute calculous cholecystitis", ("K80.00",)), ("!Acute cholecystitis with cholelithiasis", ("K80.00",))),
+        "right upper quadrant pain and vomiting",
+        "Ultrasound showed gallstones with wall thickening.",
+        [("Laparoscopic cholecystectomy", ("0FT44ZZ",))],
+    ),
+    (
+        F("gib", ("Upper GI bleed", ("K92.2",)), ("!Acute upper gastrointestinal hemorrhage", ("K92.2",))),
+        "black tarry stools and lightheadedness",
+        "Hemoglobin dropped to 6.8. GI performed an EGD.",
+        [("EGD", ("0DJ08ZZ",)), ("Transfusion of 2 units packed red blood cells", ("30233N1",))],
+    ),
+    (
+        F("aki", ("Acute kidney injury", ("N17.9",)), ("!Acute renal failure", ("N17.9",))),
+        "poor oral intake and weakness",
+        "Creatinine improved from 3.1 to 1.4 with IV fluids.",
+        [],
+    ),
+    (
+        F("dka", ("Diabetic ketoacidosis in type 1 diabetes mellitus", ("E10.10",)), ("!DKA, type 1 diabetes", ("E10.10",))),
+        "nausea, vomiting and abdominal pain",
+        "She was treated with an insulin infusion per DKA protocol.",
+        [],
+    ),
+    (
+        F(
+            "oa",
+            ("Primary osteoarthritis of the left knee", ("M17.12",)),
+            ("Primary osteoarthritis of the right knee", ("M17.11",)),
+        ),
+        "chronic knee pain, admitted for elective surgery",
+        "Postoperative course was uncomplicated. Physical therapy started on day 1.",
+        ["tka"],
+    ),
+    (
+        F("cellulitis", ("Cellulitis of the left lower extremity", ("L03.116",)), ("!Right leg cellulitis", ("L03.115",))),
+        "redness and swelling of the leg",
+        "He was treated with IV cefazolin with improvement of the erythema.",
+        [],
+    ),
+    (
+        F("pe", ("Acute pulmonary embolism", ("I26.99",)), ("!Saddle pulmonary embolus", ("I26.92",))),
+        "pleuritic chest pain and shortness of breath",
+        "CT angiogram confirmed the diagnosis. She was started on heparin.",
+        [],
+    ),
+    (
+        F(
+            "afib",
+            ("Atrial fibrillation with rapid ventricular response", ("I48.91",)),
+            ("!Paroxysmal atrial fibrillation with RVR", ("I48.0",)),
+        ),
+        "palpitations",
+        "Rate was controlled with diltiazem. Apixaban was started.",
+        [],
+    ),
+    (
+        F(
+            "resp",
+            ("Acute hypoxic respiratory failure due to pneumonia", ("J96.01", "J18.9")),
+            ("!Acute hypoxemic respiratory failure secondary to multifocal pneumonia", ("J96.01", "J18.9")),
+        ),
+        "severe shortness of breath",
+        "He was intubated in the ICU and required mechanical ventilation for 4 days.",
+        [("__vent__", ("0BH17EZ", "5A1945Z"))],
+    ),
+    (
+        F("sbo", ("Partial small bowel obstruction", ("K56.600",)), ("!Adhesive small bowel obstruction", ("K56.50",))),
+        "abdominal distension and vomiting",
+        "He was managed with bowel rest and nasogastric decompression.",
+        [],
+    ),
+    (
+        F("panc", ("Acute gallstone pancreatitis", ("K85.10",)), ("!Acute pancreatitis, alcohol-induced", ("K85.20",))),
+        "epigastric pain radiating to the back",
+        "Lipase was 2,400. He was treated with fluids and pain control.",
+        [],
+    ),
+    (
+        F("divert", ("Sigmoid diverticulitis", ("K57.32",)), ("!Acute diverticulitis of the sigmoid colon", ("K57.32",))),
+        "left lower quadrant pain",
+        "CT showed uncomplicated sigmoid diverticulitis. He improved on antibiotics.",
+        [],
+    ),
 ]
 
 SECONDARY = [
     F("htn", ("Hypertension", ("I10",)), ("Essential hypertension", ("I10",)), ("HTN", ("I10",)), tags=("htn",)),
-    F("dm2", ("Type 2 diabetes mellitus", ("E11.9",)), ("DM2", ("E11.9",)), ("!Diabetes mellitus type 2, diet-controlled", ("E11.9",)),
-      tags=("dm",)),
-    F("dmneuro", ("Type 2 diabetes with peripheral neuropathy", ("E11.42",)), ("!Diabetic peripheral neuropathy", ("E11.42",)), tags=("dm",)),
-    F("dmckd", ("Type 2 diabetes mellitus with stage 3a chronic kidney disease", ("E11.22", "N18.31")),
-      ("!DM2 with CKD stage 3b", ("E11.22", "N18.32")), tags=("dm", "ckd")),
+    F(
+        "dm2",
+        ("Type 2 diabetes mellitus", ("E11.9",)),
+        ("DM2", ("E11.9",)),
+        ("!Diabetes mellitus type 2, diet-controlled", ("E11.9",)),
+        tags=("dm",),
+    ),
+    F(
+        "dmneuro",
+        ("Type 2 diabetes with peripheral neuropathy", ("E11.42",)),
+        ("!Diabetic peripheral neuropathy", ("E11.42",)),
+        tags=("dm",),
+    ),
+    F(
+        "dmckd",
+        ("Type 2 diabetes mellitus with stage 3a chronic kidney disease", ("E11.22", "N18.31")),
+        ("!DM2 with CKD stage 3b", ("E11.22", "N18.32")),
+        tags=("dm", "ckd"),
+    ),
     F("ckd", ("Chronic kidney disease stage 4", ("N18.4",)), ("CKD stage 3b", ("N18.32",)), tags=("ckd",)),
     F("hld", ("Hyperlipidemia", ("E78.5",)), ("HLD", ("E78.5",)), ("!Dyslipidemia", ("E78.5",))),
     F("cad", ("Coronary artery disease", ("I25.10",)), ("CAD", ("I25.10",))),
-    F("hypothyroid", ("Hypothyroidism", ("E03.9",)),),
+    F(
+        "hypothyroid",
+        ("Hypothyroidism", ("E03.9",)),
+    ),
     F("gerd", ("GERD", ("K21.9",)), ("!Gastroesophageal reflux disease", ("K21.9",))),
     F("depression", ("Depression", ("F32.A",)), ("!Major depressive disorder", ("F32.9",))),
     F("obesity", ("Obesity", ("E66.9",)), ("Morbid obesity", ("E66.01",))),
     F("afibchronic", ("Paroxysmal atrial fibrillation", ("I48.0",)), ("!Permanent atrial fibrillation", ("I48.21",))),
-    F("ida", ("Iron deficiency anemia", ("D50.9",)),),
+    F(
+        "ida",
+        ("Iron deficiency anemia", ("D50.9",)),
+    ),
     F("osa", ("Obstructive sleep apnea", ("G47.33",)), ("OSA on CPAP", ("G47.33",))),
     F("bph", ("BPH", ("N40.0",)), ("!Benign prostatic hyperplasia", ("N40.0",))),
-    F("hypok", ("Hypokalemia", ("E87.6",)),),
+    F(
+        "hypok",
+        ("Hypokalemia", ("E87.6",)),
+    ),
 ]
 
 HISTORY = [
@@ -150,7 +288,20 @@ NEGATIVES = [
     "!There is no evidence of pneumonia on the chest film.",
 ]
 
-NAMES = ["Garcia", "Nguyen", "Okafor", "Schmidt", "Patel", "Kowalski", "Haddad", "Sato", "Brennan", "Moreau", "Lindqvist", "Abara"]
+NAMES = [
+    "Garcia",
+    "Nguyen",
+    "Okafor",
+    "Schmidt",
+    "Patel",
+    "Kowalski",
+    "Haddad",
+    "Sato",
+    "Brennan",
+    "Moreau",
+    "Lindqvist",
+    "Abara",
+]
 DOCTORS = ["Dr. Ellis", "Dr. Mensah", "Dr. Park", "Dr. Varga", "Dr. Quint", "Dr. Rahman"]
 
 
@@ -171,8 +322,17 @@ def _htn_codes(gold: set[str], tags: set[str]) -> None:
     stage5 = bool(gold & {"N18.5", "N18.6"})
     if heart or ckd:
         gold.discard("I10")
-        gold.add("I13.0" if heart and ckd and not stage5 else "I13.2" if heart and ckd else "I11.0" if heart else
-                 "I12.0" if stage5 else "I12.9")
+        gold.add(
+            "I13.0"
+            if heart and ckd and not stage5
+            else "I13.2"
+            if heart and ckd
+            else "I11.0"
+            if heart
+            else "I12.0"
+            if stage5
+            else "I12.9"
+        )
 
 
 def _dm_codes(gold: set[str], tags: set[str]) -> None:
@@ -201,6 +361,8 @@ def inpatient(rng: random.Random, n: int, evaluation: bool) -> dict:
             continue
         if s.key == "afibchronic" and fact.key == "afib":
             continue
+        if fact.key == "dka" and "dm" in s.tags:
+            continue  # a type 1 diabetic is not also listed with type 2 diabetes
         sec_lines.append(clean(st))
         gold.update(sc)
         tags |= s.tags
@@ -239,41 +401,58 @@ def inpatient(rng: random.Random, n: int, evaluation: bool) -> dict:
     pmh = ", ".join(sec_lines) if sec_lines else "None"
     style = rng.random()
     if style < 0.5:
-        ds = (f"DISCHARGE SUMMARY\n\nPatient: {name}    Admission date: 2025-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}    Attending: {doc}\n\n"
-              f"REASON FOR ADMISSION\n{age}-year-old {sex} admitted with {cc}.\n\n"
-              f"DISCHARGE DIAGNOSES\n" + "\n".join(dx_lines) + "\n\n"
-              f"PROCEDURES\n" + ("\n".join(f"- {p}" for p in proc_lines) if proc_lines else "None.") + "\n\n"
-              f"HOSPITAL COURSE\n{course} {neg}\n\n"
-              f"PAST MEDICAL HISTORY\n{pmh}. {hist_line}\n\n"
-              f"SOCIAL HISTORY\n{soc_line}\n\nFAMILY HISTORY\n{fam_line}\n\n"
-              f"DISCHARGE MEDICATIONS\nMetoprolol, atorvastatin, aspirin.\n\n"
-              f"DISCHARGE INSTRUCTIONS\nReturn to the emergency department if chest pain, fever or shortness of breath.\n\n"
-              f"Electronically signed by {doc}.")
+        ds = (
+            f"DISCHARGE SUMMARY\n\nPatient: {name}    Admission date: 2025-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}    Attending: {doc}\n\n"  # noqa: E501
+            f"REASON FOR ADMISSION\n{age}-year-old {sex} admitted with {cc}.\n\n"
+            f"DISCHARGE DIAGNOSES\n" + "\n".join(dx_lines) + "\n\n"
+            "PROCEDURES\n" + ("\n".join(f"- {p}" for p in proc_lines) if proc_lines else "None.") + "\n\n"
+            f"HOSPITAL COURSE\n{course} {neg}\n\n"
+            f"PAST MEDICAL HISTORY\n{pmh}. {hist_line}\n\n"
+            f"SOCIAL HISTORY\n{soc_line}\n\nFAMILY HISTORY\n{fam_line}\n\n"
+            f"DISCHARGE MEDICATIONS\nMetoprolol, atorvastatin, aspirin.\n\n"
+            f"DISCHARGE INSTRUCTIONS\nReturn to the emergency department if chest pain, fever or shortness of breath.\n\n"
+            f"Electronically signed by {doc}."
+        )
     else:
-        ds = (f"Discharge Summary\n{name}, {age} y/o {sex}. Attending: {doc}\n\n"
-              f"Principal diagnosis: {clean(text)}\n"
-              f"Secondary diagnoses:\n" + "\n".join(f"- {s}" for s in sec_lines) + "\n\n"
-              f"Procedures: " + ("; ".join(proc_lines) if proc_lines else "none") + "\n\n"
-              f"Brief hospital course:\nThe patient presented with {cc}. {course} {neg}\n\n"
-              f"Past medical history: {pmh}. {hist_line}\n"
-              f"Social history: {soc_line}\nFamily history: {fam_line}\n\n"
-              f"Disposition: Home with follow-up in 1 week.\n")
+        ds = (
+            f"Discharge Summary\n{name}, {age} y/o {sex}. Attending: {doc}\n\n"
+            f"Principal diagnosis: {clean(text)}\n"
+            f"Secondary diagnoses:\n" + "\n".join(f"- {s}" for s in sec_lines) + "\n\n"
+            "Procedures: " + ("; ".join(proc_lines) if proc_lines else "none") + "\n\n"
+            f"Brief hospital course:\nThe patient presented with {cc}. {course} {neg}\n\n"
+            f"Past medical history: {pmh}. {hist_line}\n"
+            f"Social history: {soc_line}\nFamily history: {fam_line}\n\n"
+            f"Disposition: Home with follow-up in 1 week.\n"
+        )
     docs.append({"id": f"ds-{n}", "kind": "discharge-summary", "text": ds})
     if rng.random() < 0.4:
-        hp = (f"HISTORY AND PHYSICAL\n\nCHIEF COMPLAINT\n{cc.capitalize()}.\n\n"
-              f"HISTORY OF PRESENT ILLNESS\n{age}-year-old {sex} with a history of {pmh.lower() if sec_lines else 'no chronic illness'} "
-              f"who presents with {cc}. {neg}\n\n"
-              f"REVIEW OF SYSTEMS\nNegative except as in HPI.\n\n"
-              f"ASSESSMENT AND PLAN\n1. {'Suspected ' if not uncertain_word else ''}{clean(text).split(',')[0].lower()}: admit, treat.\n")
+        hp = (
+            f"HISTORY AND PHYSICAL\n\nCHIEF COMPLAINT\n{cc.capitalize()}.\n\n"
+            f"HISTORY OF PRESENT ILLNESS\n{age}-year-old {sex} with a history of {pmh.lower() if sec_lines else 'no chronic illness'} "  # noqa: E501
+            f"who presents with {cc}. {neg}\n\n"
+            f"REVIEW OF SYSTEMS\nNegative except as in HPI.\n\n"
+            f"ASSESSMENT AND PLAN\n1. {'Suspected ' if not uncertain_word else ''}{clean(text).split(',')[0].lower()}: admit, treat.\n"  # noqa: E501
+        )
         docs.append({"id": f"hp-{n}", "kind": "h-and-p", "text": hp})
     return {"id": f"enc-{n}", "setting": "inpatient", "documents": docs, "gold": sorted(gold), "principal": principal}
 
 
 OUTPATIENT = [
     # (assessment lines with codes, chief complaint with symptom codes coded only when no diagnosis is established)
-    ([("Type 2 diabetes mellitus, poorly controlled", ("E11.65",)), ("Essential hypertension", ("I10",)), ("Hyperlipidemia", ("E78.5",))],
-     "diabetes follow-up", ()),
-    ([("!DM2 with CKD stage 3a", ("E11.22", "N18.31")), ("Hypertension", ("I12.9",))], "follow-up of diabetes and kidney function", ()),
+    (
+        [
+            ("Type 2 diabetes mellitus, poorly controlled", ("E11.65",)),
+            ("Essential hypertension", ("I10",)),
+            ("Hyperlipidemia", ("E78.5",)),
+        ],
+        "diabetes follow-up",
+        (),
+    ),
+    (
+        [("!DM2 with CKD stage 3a", ("E11.22", "N18.31")), ("Hypertension", ("I12.9",))],
+        "follow-up of diabetes and kidney function",
+        (),
+    ),
     ([("Probable streptococcal pharyngitis, rapid strep pending", ())], "sore throat and fever", ("J02.9", "R50.9")),
     ([("Streptococcal pharyngitis, rapid strep positive", ("J02.0",))], "sore throat", ()),
     ([("Acute cystitis", ("N30.00",))], "burning with urination", ()),
@@ -317,15 +496,24 @@ def outpatient(rng: random.Random, n: int, evaluation: bool) -> dict:
     if rng.random() < 0.25:
         extra = "\n\nImmunizations: Influenza vaccine administered today."
         gold.update(("G0008", "Z23"))
-    note = (f"PROGRESS NOTE\nDate of service: 2025-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}    Provider: {rng.choice(DOCTORS)}\n\n"
-            f"CHIEF COMPLAINT: {cc.capitalize()}.\n\n"
-            f"SUBJECTIVE\n{age}-year-old {sex} here for {cc}. {neg}\n\n"
-            f"SOCIAL HISTORY\n{soc_line}\n\nFAMILY HISTORY\n{fam_line}\n\n"
-            f"OBJECTIVE\nVitals: BP 132/84, HR 78, T 37.1 C.\n\n"
-            f"ASSESSMENT AND PLAN\n" + "\n".join(f"{i}. {clean(a)}." for i, (a, _) in enumerate(lines, 1)) + extra +
-            "\n\nReturn if symptoms worsen or fever develops.\n")
-    return {"id": f"enc-{n}", "setting": "outpatient", "documents": [{"id": f"note-{n}", "kind": "clinic-note", "text": note}],
-            "gold": sorted(gold), "principal": principal}
+    note = (
+        f"PROGRESS NOTE\nDate of service: 2025-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}    Provider: {rng.choice(DOCTORS)}\n\n"
+        f"CHIEF COMPLAINT: {cc.capitalize()}.\n\n"
+        f"SUBJECTIVE\n{age}-year-old {sex} here for {cc}. {neg}\n\n"
+        f"SOCIAL HISTORY\n{soc_line}\n\nFAMILY HISTORY\n{fam_line}\n\n"
+        f"OBJECTIVE\nVitals: BP 132/84, HR 78, T 37.1 C.\n\n"
+        f"ASSESSMENT AND PLAN\n"
+        + "\n".join(f"{i}. {clean(a)}." for i, (a, _) in enumerate(lines, 1))
+        + extra
+        + "\n\nReturn if symptoms worsen or fever develops.\n"
+    )
+    return {
+        "id": f"enc-{n}",
+        "setting": "outpatient",
+        "documents": [{"id": f"note-{n}", "kind": "clinic-note", "text": note}],
+        "gold": sorted(gold),
+        "principal": principal,
+    }
 
 
 def screening(rng: random.Random, n: int, evaluation: bool) -> dict:
@@ -338,11 +526,18 @@ def screening(rng: random.Random, n: int, evaluation: bool) -> dict:
     post = "Sigmoid colon polyp." if polyp else "Normal colonoscopy."
     if polyp:
         gold.add("K63.5")
-    note = (f"PROCEDURE NOTE\n\nPROCEDURE: Screening colonoscopy.\nINDICATION: {ind}\n"
-            f"FINDINGS: {'A 6 mm sessile polyp in the sigmoid colon was removed with cold snare.' if polyp else 'Normal colon to the cecum.'}\n"
-            f"POSTOPERATIVE DIAGNOSIS: {post}\nCOMPLICATIONS: None.\n")
-    return {"id": f"enc-{n}", "setting": "outpatient", "documents": [{"id": f"proc-{n}", "kind": "operative-note", "text": note}],
-            "gold": sorted(gold), "principal": "Z12.11"}
+    note = (
+        f"PROCEDURE NOTE\n\nPROCEDURE: Screening colonoscopy.\nINDICATION: {ind}\n"
+        f"FINDINGS: {'A 6 mm sessile polyp in the sigmoid colon was removed with cold snare.' if polyp else 'Normal colon to the cecum.'}\n"  # noqa: E501
+        f"POSTOPERATIVE DIAGNOSIS: {post}\nCOMPLICATIONS: None.\n"
+    )
+    return {
+        "id": f"enc-{n}",
+        "setting": "outpatient",
+        "documents": [{"id": f"proc-{n}", "kind": "operative-note", "text": note}],
+        "gold": sorted(gold),
+        "principal": "Z12.11",
+    }
 
 
 def build(seed: int, count: int, evaluation: bool) -> list[dict]:

@@ -323,7 +323,6 @@ _SECTION_RANK = {
     "hpi": 5,
     None: 6,
 }
-_DIAGNOSIS_LIST_SECTIONS = {"principal_diagnosis", "diagnoses", "assessment"}
 
 # ConText rules added to medspaCy's defaults: the uncertainty terms of the coding guidelines
 # (Section II.H and IV.H: probable, suspected, likely, questionable, possible, still to be ruled out,
@@ -886,7 +885,7 @@ class _Coder:
             for code in m.codes:
                 add(code, m, reason)
             if m.codes and not m.refined and m.concept.refine:
-                alts = []
+                alts: list[str] = []
                 for r in m.concept.refine:
                     alts.extend(str(c) for c in r.codes if str(c) not in alts)
                 cands[str(m.codes[0])].alternatives = tuple(alts[:6])
@@ -911,9 +910,6 @@ class _Coder:
         ]
         linked = [m for m in current if m.dm and not m.concept.diabetes and m.concept.link and m not in diabetic_text]
         if not dm_mentions and not diabetic_text:
-            for m in current:
-                if m.concept.id == "insulin-use":
-                    continue
             return handled
         dtype = "E10" if any(m.concept.diabetes == "E10" for m in dm_mentions) else "E11"
         complications: list[tuple[str, list[_Mention]]] = []
@@ -933,9 +929,9 @@ class _Coder:
             comp_codes.setdefault(str(code), []).extend(ms)
         label = "type 1 diabetes" if dtype == "E10" else "type 2 diabetes"
         if comp_codes:
-            for code, ms in comp_codes.items():
+            for raw_code, ms in comp_codes.items():
                 add(
-                    ICD10CMCode(code),
+                    ICD10CMCode(raw_code),
                     ms + dm_mentions,
                     f"combination code: {label} with the complication ('with' convention)",
                     combined=True,
@@ -1076,11 +1072,11 @@ class _Coder:
             title = code_title(c.code, self.lx) or ""
             out.append(
                 Suggestion(
-                    kind=c.kind,
-                    code=c.code,
+                    kind="procedure" if c.kind == "procedure" else "diagnosis",
+                    code=c.code,  # type: ignore[arg-type]  # always one of the three concrete code types
                     title=title,
                     evidence=tuple(evidence),
-                    principal=is_principal,  # type: ignore[arg-type]
+                    principal=is_principal,
                     reason="; ".join(reasons),
                     alternatives=c.alternatives,
                 )
