@@ -21,6 +21,7 @@ from enum import StrEnum
 from sqlalchemy import Date, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from chartkeeper.coding.case import Setting
 from chartkeeper.db.base import Base, UTCDateTime
 
 
@@ -40,7 +41,7 @@ class CodingSetting(StrEnum):
     EMERGENCY = "emergency"
 
     @property
-    def case_setting(self) -> str:
+    def case_setting(self) -> Setting:
         return "inpatient" if self is CodingSetting.INPATIENT else "outpatient"
 
 

@@ -23,15 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import importlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
@@ -60,6 +58,10 @@ from chartkeeper.fhir.store import FhirStore, Stored, fhir_instant, new_id
 from chartkeeper.security import audit, policy, users
 from chartkeeper.security.policy import Action
 from chartkeeper.security.principal import Principal
+
+if TYPE_CHECKING:  # the engines load code sets and NLP pipelines: imported where used, not at start-up
+    from chartkeeper.coding import cac
+    from chartkeeper.coding import drg as drg_engine
 
 ABS = cast(Table, AbstractRow.__table__)
 CODE = cast(Table, CodeRow.__table__)
@@ -91,6 +93,17 @@ DISPOSITION = {"home": "01", "alt-home": "01", "other-hcf": "05", "hosp": "51", 
                "exp": "20", "psy": "65", "rehab": "62", "snf": "03", "oth": "70"}
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _REF = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})")
+
+
+LOINC = "http://loinc.org"
+# Document types (LOINC) as computer-assisted coding names them: the kind decides which sections count
+# (uncertain diagnoses are coded for inpatients from the discharge summary, the principal diagnosis
+# comes from it, procedures from operative notes).
+DOCUMENT_KINDS = {
+    "18842-5": "discharge-summary", "34117-2": "h-and-p", "11506-3": "progress-note", "11504-8": "operative-note",
+    "28570-0": "operative-note", "11526-1": "pathology", "18748-4": "radiology", "11488-4": "consult-note",
+    "34111-5": "ed-note", "34108-1": "clinic-note", "11505-5": "operative-note",
+}
 
 
 class CodingError(FhirError):
@@ -264,15 +277,6 @@ class HcpcsImport:
     rejects: list[tuple[str, str]] = field(default_factory=list)  # (row label, reason)
 
 
-@dataclass(frozen=True)
-class DocumentText:
-    """The text of one document of the encounter, as handed to computer-assisted coding."""
-
-    id: str
-    kind: str
-    text: str
-
-
 # ================================================================================================
 # Query compliance
 
@@ -381,25 +385,6 @@ def check_query(question: str, options: Sequence[str]) -> list[Issue]:
 # Engines of other modules, imported when used
 
 
-def _engine(name: str, purpose: str) -> ModuleType:
-    try:
-        return importlib.import_module(f"chartkeeper.coding.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"chartkeeper.coding.{name}":
-            raise
-        raise CodingError(501, f"{purpose} is not installed in this Chartkeeper (module chartkeeper.coding.{name} "
-                          "is missing); install the complete package.", code="not-supported") from None
-
-
-def _optional_engine(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"chartkeeper.coding.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"chartkeeper.coding.{name}":
-            raise
-        return None
-
-
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -414,14 +399,9 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def drg_fields(result: Any) -> tuple[str | None, str]:
-    """(MS-DRG number, title) from the grouper's result, whatever it calls them."""
-    data = _jsonable(result)
-    if not isinstance(data, dict):
-        return None, ""
-    drg = next((data[k] for k in ("drg", "ms_drg", "code", "number") if data.get(k) not in (None, "")), None)
-    title = next((data[k] for k in ("title", "description", "drg_title", "name") if data.get(k)), "")
-    return (str(drg).zfill(3)[:8] if drg is not None else None), str(title)[:300]
+def drg_fields(result: drg_engine.DrgResult) -> tuple[str | None, str]:
+    """(MS-DRG number, title) of a grouping; (None, "") when it could not be grouped."""
+    return (f"{result.drg:03d}", result.drg_title or "") if result.drg else (None, "")
 
 
 # ================================================================================================
@@ -507,7 +487,11 @@ def _decode_text(doc: dict[str, Any]) -> str:
 def parse_codes(setting: CodingSetting, diagnoses: Sequence[DiagnosisInput], procedures: Sequence[ProcedureInput],
                 ) -> tuple[list[CodeLine], list[CodeLine], list[Issue]]:
     """Typed code lines from what the coder entered, and a sentence for every entry that is wrong
-    (format, POA, system for the setting, repeats). Existence in the code sets is checked elsewhere."""
+    (format, existence in the ICD-10-CM/PCS tables, POA, system for the setting, repeats). A header
+    code or one lacking its 7th character exists and is left to the edits, which say how to complete it.
+    HCPCS/CPT codes are checked for format only (the licensed lists are imported by the hospital)."""
+    from chartkeeper.coding.codesets import icd10cm, icd10pcs
+
     issues: list[Issue] = []
     dx: list[CodeLine] = []
     px: list[CodeLine] = []
@@ -525,6 +509,10 @@ def parse_codes(setting: CodingSetting, diagnoses: Sequence[DiagnosisInput], pro
             code = ICD10CMCode(d.code)
         except CodeFormatError as err:
             issues.append(Issue(f"{where}.code: {err}", path=f"{where}.code"))
+            continue
+        if not icd10cm.exists(code):
+            issues.append(Issue(f"{where}.code: {code.dotted} is not an ICD-10-CM code in the {icd10cm.year.label} "
+                                "tables; look the condition up in the encoder.", path=f"{where}.code"))
             continue
         poa = (d.poa or "").strip().upper() or None
         if poa is not None and not inpatient:
@@ -554,6 +542,10 @@ def parse_codes(setting: CodingSetting, diagnoses: Sequence[DiagnosisInput], pro
             pcode = cls(raw)
         except CodeFormatError as err:
             issues.append(Issue(f"{where}.code: {err}", path=f"{where}.code"))
+            continue
+        if cls is ICD10PCSCode and not icd10pcs.exists(pcode):
+            issues.append(Issue(f"{where}.code: {pcode} is not an ICD-10-PCS code in the {icd10pcs.year.label} tables; "
+                                "look the procedure up in the encoder.", path=f"{where}.code"))
             continue
         if inpatient and cls is HCPCSCode:
             issues.append(Issue(f"{where}.code: {pcode} is a HCPCS/CPT code; inpatient procedures are coded in "
@@ -931,33 +923,33 @@ class CodingService:
 
     # --- computer-assisted coding --------------------------------------------------------------------
 
-    def documents(self, conn: Connection, encounter_id: str) -> list[DocumentText]:
+    def documents(self, conn: Connection, encounter_id: str) -> list[cac.DocumentText]:
+        from chartkeeper.coding import cac
         out = []
         for s in self.store.referencing(conn, "DocumentReference", "encounter", [("Encounter", encounter_id)]):
             doc = s.resource()
             if doc.get("status") != "current":
                 continue
-            coding = ((doc.get("type") or {}).get("coding") or [{}])[0]
-            kind = str(coding.get("display") or (doc.get("type") or {}).get("text") or coding.get("code") or "document")
+            loinc = {c.get("code") for c in (doc.get("type") or {}).get("coding") or () if c.get("system") == LOINC}
+            kind = next((k for code, k in DOCUMENT_KINDS.items() if code in loinc), "note")
             text = _decode_text(doc)
             if text.strip():
-                out.append(DocumentText(s.id, kind, text))
+                out.append(cac.DocumentText(s.id, kind, text))
         return out
 
     def suggest(self, principal: Principal, encounter_id: str, *, now: datetime | None = None) -> list[SuggestionState]:
         """Run computer-assisted coding over the encounter's documents and store each suggestion as a
         pending decision (a suggestion made before keeps its decision). Nothing is added to the codes
         until the coder accepts or edits it."""
+        from chartkeeper.coding import cac
+
         now = now or datetime.now(UTC)
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.UPDATE, "coding.suggest")
-            cac = _engine("cac", "Computer-assisted coding")
             self._require_holder(conn, principal, row, "coding.suggest")
             self.records.authorize(conn, principal, Action.READ, "DocumentReference", row.patient_id)
             docs = self.documents(conn, encounter_id)
-            dtype = getattr(cac, "DocumentText", DocumentText)
-            made: list[Suggestion] = list(cac.suggest([dtype(d.id, d.kind, d.text) for d in docs],
-                                                      CodingSetting(row.setting).case_setting))
+            made: list[Suggestion] = list(cac.suggest(docs, CodingSetting(row.setting).case_setting))
             self.records.audit(conn, principal, Action.READ, resource_type="DocumentReference", patient_id=row.patient_id,
                                detail=f"computer-assisted coding read {len(docs)} documents of Encounter/{encounter_id}")
             return self._store_suggestions(conn, principal, row, made, now)
@@ -1090,10 +1082,11 @@ class CodingService:
 
     def _edits(self, case: CodingCase) -> tuple[list[Edit], str]:
         found = builtin_edits(case)
-        engine = _optional_engine("edits")
+        from chartkeeper.coding import edits as edit_engine
+
         checked = "built-in checks"
-        if engine is not None and case.diagnoses:
-            found += list(engine.run_edits(case))
+        if case.diagnoses:
+            found += list(edit_engine.run_edits(case))
             checked = "built-in checks and edits engine"
         seen: set[tuple[str, tuple[str, ...]]] = set()
         out = []
@@ -1107,7 +1100,6 @@ class CodingService:
         """The edits the abstract fails now: errors block finalizing, warnings are shown."""
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.edits")
-            _engine("edits", "The coding edits engine")
             found, _ = self._edits(self.case(conn, encounter_id))
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id, detail=f"edits: {len(found)} found")
@@ -1115,11 +1107,12 @@ class CodingService:
 
     def drg(self, principal: Principal, encounter_id: str) -> Any:
         """The MS-DRG the abstract groups to now (inpatient stays only)."""
+        from chartkeeper.coding import drg as drg_engine
+
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.drg")
-            grouper = _engine("drg", "The MS-DRG grouper")
             self._inpatient(row)
-            result = grouper.group(self.case(conn, encounter_id))
+            result = drg_engine.group(self.case(conn, encounter_id))
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id, detail=f"MS-DRG {drg_fields(result)[0] or '-'}")
             return result
@@ -1133,15 +1126,16 @@ class CodingService:
     def what_if(self, principal: Principal, encounter_id: str, diagnoses: Sequence[DiagnosisInput],
                 procedures: Sequence[ProcedureInput]) -> dict[str, Any]:
         """The MS-DRG now and with these codes instead; nothing is stored."""
+        from chartkeeper.coding import drg as drg_engine
+
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.what-if")
-            grouper = _engine("drg", "The MS-DRG grouper")
             self._inpatient(row)
             dx, px, issues = parse_codes(CodingSetting.INPATIENT, diagnoses, procedures)
             if issues:
                 raise CodingError(422, issues=issues)
-            current = grouper.group(self.case(conn, encounter_id))
-            proposed = grouper.group(self.case(conn, encounter_id, dx, px))
+            current = drg_engine.group(self.case(conn, encounter_id))
+            proposed = drg_engine.group(self.case(conn, encounter_id, dx, px))
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id, detail="MS-DRG what-if")
             return {"current": current, "proposed": proposed}
@@ -1153,6 +1147,8 @@ class CodingService:
         diagnoses into a new Encounter version (Encounter.diagnosis, ranked), a FHIR Claim with the
         diagnosis and procedure sequences (and the MS-DRG for inpatients), resolves the suggestions not
         decided (accepted when the code is in the final list, rejected otherwise) and audits it all."""
+        from chartkeeper.coding import drg as drg_engine
+
         now = now or datetime.now(UTC)
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.UPDATE, "coding.finalize")
@@ -1174,11 +1170,9 @@ class CodingService:
                               "finalizing: " + " ".join(e.message for e in errors), "error edits remain")
             drg, title, detail = None, "", ""
             if row.setting == CodingSetting.INPATIENT:
-                grouper = _optional_engine("drg")
-                if grouper is not None:
-                    result = grouper.group(case)
-                    drg, title = drg_fields(result)
-                    detail = orjson.dumps(_jsonable(result)).decode()
+                result = drg_engine.group(case)
+                drg, title = drg_fields(result)
+                detail = orjson.dumps(_jsonable(result)).decode()
             enc = self.store.read(conn, "Encounter", encounter_id)
             self.records.authorize(conn, principal, Action.UPDATE, "Encounter", enc.patient_id, encounter_id)
             new_enc = encounter_with_diagnoses(enc.resource(), dx)
@@ -1768,7 +1762,7 @@ _LISTENER = _ListenerService()
 add_write_listener(_listener)
 
 
-__all__ = ["Abstract", "CodeLine", "CodingError", "CodingService", "DecisionInput", "DiagnosisInput", "DocumentText",
+__all__ = ["Abstract", "CodeLine", "CodingError", "CodingService", "DecisionInput", "DiagnosisInput",
            "FinalizeResult", "HcpcsEntry", "HcpcsImport", "ProcedureInput", "Query", "QueryEvidence", "QueueFilter",
            "QueueItem", "QueuePage", "SuggestionState", "check_query", "clinical_options", "parse_codes"]
 
