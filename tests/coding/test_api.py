@@ -192,3 +192,13 @@ def test_physician_queries_need_a_linked_practitioner(api):
     r = api["coder"].get("/api/coding/queries")
     assert r.status_code == 403 and "not linked to a practitioner" in _issues(r)[0]
     assert api["release"].get("/api/coding/queries").status_code == 403
+
+
+def test_the_encoder_answers_logged_in_users_only(api):
+    r = api["coder"].get("/api/coding/search", params={"q": "CHF exac", "limit": 3})
+    assert r.status_code == 200 and r.json()[0]["code"] == "I50.9" and len(r.json()) == 3
+    pcs = api["coder"].get("/api/coding/search", params={"q": "laparoscopic cholecystectomy", "system": "icd10pcs"})
+    assert pcs.status_code == 200 and any(h["code"] == "0FT44ZZ" for h in pcs.json())
+    assert api["anonymous"].get("/api/coding/search", params={"q": "CHF"}).status_code == 401
+    assert api["coder"].get("/api/coding/search", params={"q": "CHF", "system": "snomed"}).status_code == 400
+    assert api["coder"].get("/api/coding/search", params={"q": ""}).status_code == 400

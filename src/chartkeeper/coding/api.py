@@ -137,6 +137,22 @@ class AnswerBody(BaseModel):
     answer_text: str = Field(default="", max_length=1000, description="your words, required for Other")
 
 
+# --- the encoder ----------------------------------------------------------------------------------
+
+
+@router.get("/search")
+def get_search(request: Request, q: str = Query(min_length=1, max_length=300, description="the statement, as written"),
+               system: Literal["icd10cm", "icd10pcs"] = "icd10cm",
+               limit: int = Query(default=10, ge=1, le=50)) -> list[dict[str, Any]]:
+    """Ranked billable codes for a diagnostic statement or procedure, with titles, scores and the notes
+    that apply (a code needing a 7th character lists its choices). Reads no patient data: any logged-in
+    user may search; nothing is audited."""
+    from chartkeeper.coding.encoder import search
+
+    principal_from_request(request)
+    return [h.as_dict() for h in search(q, system, limit)]
+
+
 # --- the queue ------------------------------------------------------------------------------------
 
 

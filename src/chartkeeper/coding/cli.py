@@ -4,8 +4,11 @@
     chartkeeper code search --batch statements.txt          # one JSON line per statement
     chartkeeper code check E11.9 [--date 2026-01-15]         # can this code be reported?
     chartkeeper code hcpcs-file HCPC2026_JAN_ANWEB.txt       # read a HCPCS/CPT file, list its rejects
+    chartkeeper code hcpcs-import HCPC2026_JAN_ANWEB.txt     # load it into the code tables
+    chartkeeper code suggest ENCOUNTER_ID|FILE [--setting inpatient|outpatient] [--json]
 
-Searching reads no patient data, so it needs no login and writes no audit entry.
+Searching reads no patient data, so it needs no login and writes no audit entry; ``suggest`` on an
+encounter runs as a system job through the coding service (policy check and audit).
 """
 
 from __future__ import annotations
@@ -164,3 +167,77 @@ def hcpcs_file_cmd(
         _err.print(f"  line {r.line}: {escape(r.reason)}")
     if len(rejects) > 50:
         _err.print(f"  ... and {len(rejects) - 50} more (use --json for all).")
+
+
+@code_app.command("hcpcs-import")
+def hcpcs_import_cmd(
+    path: Path = typer.Argument(..., help="CMS's HCPCS annual file (ANWEB .txt or CSV) or a code,description CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print counts and rejects as JSON."),
+) -> None:
+    """Load a HCPCS Level II (or licensed CPT) file into the code tables: from then on those codes are
+    "verified" rather than checked for format only. Good rows load; each reject is listed."""
+    from chartkeeper.cli import cli_principal, open_db
+    from chartkeeper.coding.service import CodingError, CodingService
+
+    try:
+        out = CodingService(open_db()).import_hcpcs(cli_principal("hcpcs-import"), path)
+    except CodingError as exc:
+        raise _fail(exc.message) from None
+    if as_json:
+        typer.echo(json.dumps({"source": out.source, "added": out.added, "updated": out.updated,
+                               "unchanged": out.unchanged,
+                               "rejects": [{"line": line, "reason": why} for line, why in out.rejects]}))
+        return
+    _out.print(f"{out.source}: {out.added} codes added, {out.updated} updated, {out.unchanged} unchanged; "
+               f"{len(out.rejects)} lines rejected.")
+    for line, why in out.rejects[:50]:
+        _err.print(f"  line {line}: {escape(why)}")
+
+
+@code_app.command("suggest")
+def suggest_cmd(
+    target: str = typer.Argument(..., help="An encounter id (its documents are read), or a text file of a note."),
+    setting: str = typer.Option(None, "--setting", help="inpatient or outpatient (default: the encounter's; "
+                                                       "inpatient for a file)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the suggestions as JSON."),
+) -> None:
+    """Computer-assisted coding: proposed codes with the sentence that supports each. For an encounter
+    the suggestions are stored for the coder to accept, edit or reject."""
+    from chartkeeper.coding import cac
+
+    if setting is not None and setting not in ("inpatient", "outpatient"):
+        raise _fail(f"--setting must be inpatient or outpatient; it is {setting!r}.")
+    path = Path(target)
+    rows: list[dict[str, object]]
+    if path.is_file():
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _fail(f"{path.name} is not UTF-8 text (byte {exc.start} cannot be read): save the note as "
+                        "UTF-8 (or plain ASCII) and try again; nothing was coded.") from None
+        made = cac.suggest_text(text, setting or "inpatient", document_id=path.name)  # type: ignore[arg-type]
+        rows = [{"kind": s.kind, "code": str(s.code), "title": s.title, "principal": s.principal,
+                 "reason": s.reason, "evidence": [{"document": e.document_id, "sentence": e.sentence,
+                                                    "start": e.start, "end": e.end} for e in s.evidence]}
+                for s in made]
+    else:
+        from chartkeeper.cli import cli_principal, open_db
+        from chartkeeper.coding.service import CodingError, CodingService
+
+        if setting is not None:
+            raise _fail("--setting applies to a file; an encounter is coded in its own setting.")
+        try:
+            states = CodingService(open_db()).suggest(cli_principal("coding-suggest"), target)
+        except CodingError as exc:
+            raise _fail(exc.message) from None
+        rows = [{"kind": s.kind.value, "code": str(s.code), "title": s.title, "decision": s.decision.value,
+                 "evidence": s.evidence} for s in states]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("kind", "code", "title", "evidence")
+    for r in rows:
+        ev = r["evidence"][0] if r["evidence"] else {}  # type: ignore[index]
+        table.add_row(str(r["kind"]), str(r["code"]) + (" *" if r.get("principal") else ""), escape(str(r["title"])),
+                      escape(str(ev.get("sentence", ""))[:80]))
+    _out.print(table)
