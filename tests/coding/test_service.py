@@ -504,3 +504,106 @@ def test_drg_is_stored_for_inpatients_and_what_if_changes_nothing(svc, people, h
     with pytest.raises(CodingError) as err:
         svc.drg(people.coder, "visit-bob")
     assert err.value.status == 422 and "inpatient stays only" in err.value.message
+
+
+# ================================================================================================
+# Working MS-DRGs: open stays grouped in bulk with their codes as they are
+
+
+def test_working_drg_shows_in_the_queue_for_stays_not_yet_final(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    # An HIM technician (CDI, HIM) regroups the open stays she may see: the restricted patient's is left out.
+    counts = svc.working_drgs(people.tech)
+    assert (counts.stays, counts.grouped, counts.with_errors, counts.rejects) == (1, 1, 0, [])
+    rows = {r.encounter_id: r for r in svc.queue(people.coder).rows}
+    w = rows["stay-ann"].working
+    now = svc.drg(people.coder, "stay-ann")  # what the coder's own screen groups it to
+    assert w is not None and w.drg == f"{now.drg:03d}" and w.title == now.drg_title
+    assert (w.weight, w.grouper) == (now.weight, now.grouper_version)
+    edits = svc.edits(people.coder, "stay-ann")
+    assert (w.errors, w.warnings) == (0, len(edits))
+    # outpatient and emergency visits have no MS-DRG
+    assert rows["visit-bob"].working is None and rows["er-bob"].working is None
+    # A system job (the CLI) sees every stay: the restricted stay, not coded yet, cannot group.
+    everyone = svc.working_drgs(SYSTEM)
+    assert (everyone.stays, everyone.grouped, everyone.ungroupable, everyone.with_errors) == (2, 1, 1, 1)
+    assert everyone.changed == 1  # the restricted stay's is new; Ann's did not change
+
+
+def test_regroup_after_codes_change_keeps_good_stays_and_says_why_others_are_left_out(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    svc.working_drgs(people.coder)
+    before = svc.drg(people.coder, "stay-ann")
+    svc.save_codes(people.coder, "stay-ann", [*PNEUMONIA, DiagnosisInput("J96.01", "Y")], [])  # an MCC
+    counts = svc.working_drgs(people.coder, ["stay-ann", "visit-bob", "no-such-stay", "stay-vip"])
+    assert counts.stays == 1 and counts.changed == 1
+    why = dict(counts.rejects)
+    assert list(why) == ["visit-bob", "no-such-stay", "stay-vip"]
+    assert "inpatient stays only" in why["visit-bob"]
+    # an unknown stay and a restricted one read alike: nothing tells the coder the restricted stay exists
+    assert "no coding abstract you can see" in why["no-such-stay"]
+    assert why["stay-vip"] == why["no-such-stay"].replace("no-such-stay", "stay-vip")
+    after = next(r for r in svc.queue(people.coder).rows if r.encounter_id == "stay-ann").working
+    assert after is not None and after.drg != f"{before.drg:03d}"
+    assert after.drg == f"{svc.drg(people.coder, 'stay-ann').drg:03d}"
+    # Final stays keep their final MS-DRG; --all (after a grouper update) regroups them too.
+    svc.finalize(people.coder, "stay-ann")
+    assert svc.working_drgs(people.coder).stays == 0
+    assert svc.working_drgs(people.coder, include_final=True).stays == 1
+
+
+def test_working_drg_reads_the_stay_as_the_coder_screen_does(svc, people, put, hospital):
+    # died in hospital (disposition "exp", UB-04 status 20): the MS-DRG for an AMI with an MCC changes
+    enc = encounter("stay-died", "bob", "IMP", discharged_days_ago=2)
+    enc["hospitalization"] = {"dischargeDisposition": {"coding": [{"code": "exp"}]}}
+    put(enc)
+    svc.save_codes(people.coder, "stay-died", [DiagnosisInput("I21.4", "Y"), DiagnosisInput("I50.21", "Y")],
+                   [ProcedureInput("02703DZ")])
+    svc.working_drgs(people.coder, ["stay-died"])
+    w = next(r for r in svc.queue(people.coder).rows if r.encounter_id == "stay-died").working
+    now = svc.drg(people.coder, "stay-died")
+    assert w is not None and w.drg == f"{now.drg:03d}" and w.grouper == now.grouper_version
+    assert now.drg != svc.what_if(people.coder, "stay-died", [DiagnosisInput("I21.4", "Y")], [])["proposed"].drg
+
+
+def test_only_coders_and_him_regroup_and_each_patient_is_audited(svc, db, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    for who in (people.registrar, people.dr_a):
+        with pytest.raises(FhirError) as err:
+            svc.working_drgs(who)
+        assert err.value.status == 403 and "coders and HIM technicians" in err.value.message
+    assert svc.queue(people.coder).rows[1].working is None  # nothing was stored
+    with pytest.raises(FhirError) as err:
+        svc.working_drgs(people.release)  # no access to coding at all
+    assert err.value.status == 403
+    svc.working_drgs(people.coder)
+    from chartkeeper.security.models import AuditRow
+
+    t = AuditRow.__table__
+    with db.begin() as conn:
+        got = conn.execute(select(t.c.patient_id, t.c.detail).where(
+            t.c.user_id == people.coder.user_id, t.c.action == "coding.working-drg")).all()
+    assert ("ann", "working MS-DRG: 1 stay grouped") in [tuple(r) for r in got]
+    assert "coding.working-drg" in audit_actions(db, people.registrar.user_id, "denied")
+
+
+def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from chartkeeper.coding.cli import code_app
+
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    monkeypatch.setenv("CHARTKEEPER_DATABASE_URL", db.url)
+    res = CliRunner().invoke(code_app, ["regroup", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"stays": 2, "grouped": 1, "ungroupable": 1, "with_errors": 1, "changed": 2,
+                                        "rejects": []}
+    res = CliRunner().invoke(code_app, ["regroup", "visit-bob", "stay-ann"])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())  # Rich wraps to the terminal width
+    assert "1 stay grouped: 1 to an MS-DRG" in out and "0 working MS-DRGs changed; 1 left out" in out
+    assert "visit-bob: Encounter visit-bob is outpatient: MS-DRGs apply to inpatient stays only" in out
+    res = CliRunner().invoke(code_app, ["regroup", "--all", "stay-ann"])
+    assert res.exit_code == 2 and "not both" in res.output

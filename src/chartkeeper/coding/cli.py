@@ -6,9 +6,11 @@
     chartkeeper code hcpcs-file HCPC2026_JAN_ANWEB.txt       # read a HCPCS/CPT file, list its rejects
     chartkeeper code hcpcs-import HCPC2026_JAN_ANWEB.txt     # load it into the code tables
     chartkeeper code suggest ENCOUNTER_ID|FILE [--setting inpatient|outpatient] [--json]
+    chartkeeper code regroup [--open | --all] [ENCOUNTER_ID ...] [--json]   # working MS-DRGs
 
 Searching reads no patient data, so it needs no login and writes no audit entry; ``suggest`` on an
-encounter runs as a system job through the coding service (policy check and audit).
+encounter runs as a system job through the coding service (policy check and audit), and so does
+``regroup``.
 """
 
 from __future__ import annotations
@@ -241,3 +243,43 @@ def suggest_cmd(
         table.add_row(str(r["kind"]), str(r["code"]) + (" *" if r.get("principal") else ""), escape(str(r["title"])),
                       escape(str(ev.get("sentence", ""))[:80]))
     _out.print(table)
+
+
+@code_app.command("regroup")
+def regroup_cmd(
+    encounters: list[str] = typer.Argument(None, help="Encounter ids to regroup (default: every open inpatient stay)."),
+    everything: bool = typer.Option(False, "--all/--open", help="--open (default): stays not yet final; --all: "
+                                                                 "final stays too (after a grouper update)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts and each stay left out as JSON."),
+) -> None:
+    """Working MS-DRGs: group inpatient stays with their codes as they are now and store the MS-DRG,
+    weight and edit counts on each abstract (the coding queue shows them). Stays that cannot be grouped
+    are listed with the reason; the others are kept."""
+    from chartkeeper.cli import cli_principal, open_db
+    from chartkeeper.coding.service import CodingError, CodingService
+
+    if encounters and everything:
+        raise _fail("Give encounter ids or --all, not both: --all regroups every inpatient stay.")
+    svc = CodingService(open_db())
+    with Progress(TextColumn("[bold]regroup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_err, disable=as_json) as bar:
+        task = bar.add_task("", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            counts = svc.working_drgs(cli_principal("coding-regroup"), encounters or None,
+                                      include_final=everything, progress=step)
+        except CodingError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        typer.echo(json.dumps(counts.as_dict()))
+        return
+    _out.print(f"{counts.stays} stay{'s' if counts.stays != 1 else ''} grouped: {counts.grouped} to an MS-DRG, "
+               f"{counts.ungroupable} not groupable, {counts.with_errors} with error edits; {counts.changed} working "
+               f"MS-DRG{'s' if counts.changed != 1 else ''} changed; {len(counts.rejects)} left out.")
+    for eid, why in counts.rejects[:50]:
+        _err.print(f"  {escape(eid)}: {escape(why)}")
+    if len(counts.rejects) > 50:
+        _err.print(f"  ... and {len(counts.rejects) - 50} more (use --json for all).")

@@ -1,7 +1,8 @@
 """Coding workflow tables and the typed values they hold.
 
 * ``coding_abstract``: one row per discharged encounter (its key); the coding queue, the status of
-  the work (uncoded, in progress, query pending, final), who has it, and the MS-DRG when final.
+  the work (uncoded, in progress, query pending, final), who has it, the MS-DRG when final and the
+  working MS-DRG (what the codes group to now, with their edit counts) before that.
   Rows appear by themselves when an encounter is written finished with a discharge time (the record
   service's write listener); ``CodingService.sync`` fills them in for encounters written before.
 * ``coding_code``: the codes on an abstract, diagnoses and procedures, in sequence (``seq`` 1 is the
@@ -18,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Date, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chartkeeper.coding.case import Setting
@@ -101,6 +102,16 @@ class AbstractRow(Base):
     drg_title: Mapped[str] = mapped_column(String(300), nullable=False, default="")
     drg_detail: Mapped[str] = mapped_column(Text, nullable=False, default="")  # the grouper's result, JSON
     edits_checked: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    # The working MS-DRG: what the stay groups to with the codes as they are now (``CodingService.
+    # working_drgs``, run for stays not yet final and after a grouper update), with the grouper version
+    # used, the relative weight and how many error and warning edits the codes have.
+    working_drg: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    working_drg_title: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+    working_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    working_grouper: Mapped[str] = mapped_column(String(8), nullable=False, default="")
+    working_errors: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    working_warnings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    working_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reopened_reason: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -25,14 +25,15 @@ import binascii
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 
 from chartkeeper.coding.case import POA_VALUES, CodedDiagnosis, CodedProcedure, CodingCase, Edit, Suggestion
 from chartkeeper.coding.codes import SYSTEMS, Code, CodeFormatError, HCPCSCode, ICD10CMCode, ICD10PCSCode
@@ -203,6 +204,7 @@ class QueueItem:
     assigned_to: str | None
     assigned_at: datetime | None
     finalized_at: datetime | None
+    working: WorkingDrg | None = None  # the working MS-DRG, once ``working_drgs`` has grouped the stay
 
     def age_days(self, now: datetime) -> int:
         return max(0, (now - self.discharged_at).days)
@@ -450,7 +452,7 @@ def _item(r: Any) -> QueueItem:
     return QueueItem(encounter_id=r.encounter_id, patient_id=r.patient_id, setting=CodingSetting(r.setting),
                      encounter_class=r.encounter_class, status=AbstractStatus(r.status), admitted_at=r.admitted_at,
                      discharged_at=r.discharged_at, assigned_to=r.assigned_to, assigned_at=r.assigned_at,
-                     finalized_at=r.finalized_at)
+                     finalized_at=r.finalized_at, working=_working(r))
 
 
 def _query(r: Any) -> Query:
@@ -577,6 +579,85 @@ def builtin_edits(case: CodingCase) -> list[Edit]:
                             f"{', '.join(ICD10CMCode(c).dotted for c in missing)}: give Y, N, U, W or 1 for each "
                             "diagnosis of an inpatient stay."))
     return out
+
+
+# ================================================================================================
+# Working MS-DRGs: values and the pure pieces the batch (``CodingService.working_drgs``) and ``case``
+# share
+
+
+WORKING_ROLES = frozenset({"coder", "him_technician"})  # who may regroup working MS-DRGs (and system jobs)
+WORKING_BATCH = 500  # stays per transaction: a few queries each
+
+
+@dataclass(frozen=True)
+class WorkingDrg:
+    """The working MS-DRG of a stay: what its codes group to now (``drg`` None when they do not group),
+    the grouper version used, the relative weight, and how many error and warning edits the codes have
+    (the same edits finalizing checks). ``at``: when it was worked out."""
+
+    drg: str | None
+    title: str
+    weight: float | None
+    grouper: str
+    errors: int
+    warnings: int
+    at: datetime
+
+
+@dataclass
+class WorkingDrgCounts:
+    """What a ``working_drgs`` run did: stays grouped and stored, how many group to a real MS-DRG, how
+    many have error edits, how many working MS-DRGs changed, and each stay left out with the reason."""
+
+    stays: int = 0
+    grouped: int = 0
+    ungroupable: int = 0
+    with_errors: int = 0
+    changed: int = 0
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (encounter id, reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stays": self.stays, "grouped": self.grouped, "ungroupable": self.ungroupable,
+                "with_errors": self.with_errors, "changed": self.changed,
+                "rejects": [{"encounter": e, "reason": r} for e, r in self.rejects]}
+
+
+def _working(r: Any) -> WorkingDrg | None:
+    if getattr(r, "working_at", None) is None:
+        return None
+    return WorkingDrg(r.working_drg, r.working_drg_title, r.working_weight, r.working_grouper,
+                      r.working_errors or 0, r.working_warnings or 0, r.working_at)
+
+
+def coding_case(encounter_id: str, setting: CodingSetting, enc: dict[str, Any], patient: dict[str, Any] | None,
+                diagnoses: tuple[CodedDiagnosis, ...], procedures: tuple[CodedProcedure, ...]) -> CodingCase:
+    """The stay as the edits and the grouper read it, from its Encounter and Patient resources (``patient``
+    None when the encounter has no patient or it cannot be read) and its codes."""
+    birth: date | None = None
+    sex = "U"
+    if patient is not None:
+        try:
+            birth = (date.fromisoformat(patient["birthDate"][:10])
+                     if len(str(patient.get("birthDate") or "")) >= 10 else None)
+            sex = {"male": "M", "female": "F"}.get(str(patient.get("gender")), "U")
+        except ValueError:
+            pass
+    period = enc.get("period") or {}
+    start = _parse_time(period.get("start")) or _parse_time(period.get("end")) or datetime.now(UTC)
+    end = _parse_time(period.get("end"))
+    disp = ((enc.get("hospitalization") or {}).get("dischargeDisposition") or {}).get("coding") or [{}]
+    status = DISPOSITION.get(str(disp[0].get("code") or ""), "01")
+    return CodingCase(
+        encounter_id=encounter_id, setting=cast(Any, setting.case_setting), admit_date=start.date(),
+        discharge_date=end.date() if end else None, birth_date=birth, sex=cast(Any, sex), discharge_status=status,
+        diagnoses=diagnoses, procedures=procedures)
+
+
+@lru_cache(maxsize=65536)
+def _typed_code(system: str, code: str) -> Code:
+    """A stored code as its typed value (immutable, so one instance serves every stay that has it)."""
+    return SYSTEMS[system](code)
 
 
 # ================================================================================================
@@ -722,26 +803,16 @@ class CodingService:
             sdx, spx = self._lines(conn, encounter_id)
             dx = sdx if dx is None else dx
             px = spx if px is None else px
-        birth: date | None = None
-        sex = "U"
+        pat: dict[str, Any] | None = None
         pid = _ref_id(enc.get("subject"), "Patient")
         if pid:
             try:
                 pat = self.store.read(conn, "Patient", pid).resource()
-                birth = date.fromisoformat(pat["birthDate"][:10]) if len(str(pat.get("birthDate") or "")) >= 10 else None
-                sex = {"male": "M", "female": "F"}.get(str(pat.get("gender")), "U")
-            except (FhirError, ValueError):
+            except FhirError:
                 pass
-        period = enc.get("period") or {}
-        start = _parse_time(period.get("start")) or _parse_time(period.get("end")) or datetime.now(UTC)
-        end = _parse_time(period.get("end"))
-        disp = ((enc.get("hospitalization") or {}).get("dischargeDisposition") or {}).get("coding") or [{}]
-        status = DISPOSITION.get(str(disp[0].get("code") or ""), "01")
-        return CodingCase(
-            encounter_id=encounter_id, setting=cast(Any, setting.case_setting), admit_date=start.date(),
-            discharge_date=end.date() if end else None, birth_date=birth, sex=cast(Any, sex), discharge_status=status,
-            diagnoses=tuple(CodedDiagnosis(cast(ICD10CMCode, d.code), d.poa) for d in dx),
-            procedures=tuple(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, p.code), p.performed) for p in px))
+        return coding_case(encounter_id, setting, enc, pat,
+                           tuple(CodedDiagnosis(cast(ICD10CMCode, d.code), d.poa) for d in dx),
+                           tuple(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, p.code), p.performed) for p in px))
 
     # --- the queue ---------------------------------------------------------------------------------
 
@@ -1080,13 +1151,14 @@ class CodingService:
 
     # --- edits and the grouper ---------------------------------------------------------------------
 
-    def _edits(self, case: CodingCase) -> tuple[list[Edit], str]:
+    def _edits(self, case: CodingCase, engine: Sequence[Edit] | None = None) -> tuple[list[Edit], str]:
+        """Built-in checks and the edits engine's (``engine``: its edits for this case, when already run)."""
         found = builtin_edits(case)
         from chartkeeper.coding import edits as edit_engine
 
         checked = "built-in checks"
         if case.diagnoses:
-            found += list(edit_engine.run_edits(case))
+            found += list(edit_engine.run_edits(case) if engine is None else engine)
             checked = "built-in checks and edits engine"
         seen: set[tuple[str, tuple[str, ...]]] = set()
         out = []
@@ -1162,7 +1234,13 @@ class CodingService:
                               "the query, before finalizing.", "query pending")
             dx, px = self._lines(conn, encounter_id)
             case = self.case(conn, encounter_id, dx, px)
-            found, checked = self._edits(case)
+            result: drg_engine.DrgResult | None = None
+            engine_edits: list[Edit] | None = None
+            if row.setting == CodingSetting.INPATIENT and case.diagnoses:  # edits and MS-DRG in one pass
+                from chartkeeper.coding.edits import assess
+
+                result, engine_edits = assess(case)
+            found, checked = self._edits(case, engine_edits)
             errors = [e for e in found if e.severity == "error"]
             if errors:
                 raise _refuse(conn, principal, "coding.finalize", ABSTRACT, encounter_id, row.patient_id, 422,
@@ -1170,7 +1248,7 @@ class CodingService:
                               "finalizing: " + " ".join(e.message for e in errors), "error edits remain")
             drg, title, detail = None, "", ""
             if row.setting == CodingSetting.INPATIENT:
-                result = drg_engine.group(case)
+                result = result or drg_engine.group(case)
                 drg, title = drg_fields(result)
                 detail = orjson.dumps(_jsonable(result)).decode()
             enc = self.store.read(conn, "Encounter", encounter_id)
@@ -1527,6 +1605,126 @@ class CodingService:
                 or_(HCPCS.c.effective_to.is_(None), HCPCS.c.effective_to >= on))
                 .order_by(HCPCS.c.effective_from.desc())).first()
             return HcpcsRow(**r._mapping) if r else None
+
+    # ============================================================================================
+    # Working MS-DRGs (a batch): every stay not yet final grouped with its codes as they are
+
+    def working_drgs(self, principal: Principal, encounter_ids: Sequence[str] | None = None, *,
+                     include_final: bool = False, progress: Callable[[int, int], None] | None = None,
+                     now: datetime | None = None) -> WorkingDrgCounts:
+        """Group inpatient stays with their codes as they are now and store the working MS-DRG on each
+        abstract (MS-DRG, title, relative weight, grouper version, error and warning edit counts): what HIM
+        and CDI watch for stays not yet final, and what to run after a grouper update. ``encounter_ids``:
+        these stays (each one that cannot be grouped is reported with the reason; the others are kept);
+        None: every inpatient stay not yet final, or every inpatient stay with ``include_final``. Runs in
+        transactions of 500 stays, each read in a few queries, stored in one statement and audited once
+        per patient. Coders and HIM technicians may run it; restricted patients they may not see are left
+        out. ``progress(done, total)`` is called after each batch."""
+        from chartkeeper.coding.edits import assess
+
+        now = now or datetime.now(UTC)
+        counts = WorkingDrgCounts()
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, ABSTRACT, None)
+            if not principal.is_system and not principal.roles & WORKING_ROLES:
+                raise _refuse(conn, principal, "coding.working-drg", ABSTRACT, None, None, 403,
+                              "Working MS-DRGs are regrouped by coders and HIM technicians: ask one of them.",
+                              "role may not regroup")
+            hidden = policy.hidden_patients(conn, principal)
+            if encounter_ids is None:
+                where = [ABS.c.setting == CodingSetting.INPATIENT.value]
+                if not include_final:
+                    where.append(ABS.c.status.in_([s.value for s in OPEN_STATUSES]))
+                if hidden:
+                    where.append(or_(ABS.c.patient_id.is_(None), ABS.c.patient_id.not_in(sorted(hidden))))
+                ids = [r[0] for r in conn.execute(select(ABS.c.encounter_id).where(*where).order_by(ABS.c.encounter_id))]
+            else:
+                ids = list(dict.fromkeys(str(e) for e in encounter_ids))
+        update_stmt = update(ABS).where(ABS.c.encounter_id == bindparam("b_encounter")).values(
+            working_drg=bindparam("b_drg"), working_drg_title=bindparam("b_title"),
+            working_weight=bindparam("b_weight"), working_grouper=bindparam("b_grouper"),
+            working_errors=bindparam("b_errors"), working_warnings=bindparam("b_warnings"), working_at=now)
+        done = 0
+        for i in range(0, len(ids), WORKING_BATCH):
+            chunk = ids[i:i + WORKING_BATCH]
+            with self.db.begin() as conn:
+                params, touched = self._working_batch(conn, chunk, hidden, counts, assess)
+                if params:
+                    conn.execute(update_stmt, params)
+                    audit.record_many(conn, principal, "coding.working-drg", "success", [
+                        {"resource_type": ABSTRACT, "patient_id": pid,
+                         "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
+                        for pid, n in touched.items()])
+            done += len(chunk)
+            if progress:
+                progress(done, len(ids))
+        with self.db.begin() as conn:
+            audit.record(conn, principal, "coding.working-drg", "success", resource_type=ABSTRACT,
+                         detail=(f"{counts.stays} stays grouped, {counts.changed} changed, "
+                                 f"{len(counts.rejects)} left out")[:200])
+        return counts
+
+    def _working_batch(self, conn: Connection, ids: list[str], hidden: set[str], counts: WorkingDrgCounts,
+                       assess: Callable[[CodingCase], tuple[drg_engine.DrgResult, list[Edit]]],
+                       ) -> tuple[list[dict[str, Any]], Counter[str | None]]:
+        """Read, edit, group one batch; returns the update parameters and the stays per patient."""
+        rows = {r.encounter_id: r for r in conn.execute(
+            select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at)
+            .where(ABS.c.encounter_id.in_(ids)))}
+        lines: dict[str, tuple[list[CodedDiagnosis], list[CodedProcedure]]] = {}
+        for eid, kind, code, system, poa, performed in conn.execute(
+                select(CODE.c.encounter_id, CODE.c.kind, CODE.c.code, CODE.c.system, CODE.c.poa, CODE.c.performed)
+                .where(CODE.c.encounter_id.in_(ids)).order_by(CODE.c.encounter_id, CODE.c.kind, CODE.c.seq)):
+            dx, px = lines.get(eid) or lines.setdefault(eid, ([], []))
+            typed = _typed_code(system, code)
+            if kind == CodeKind.DIAGNOSIS.value:
+                dx.append(CodedDiagnosis(cast(ICD10CMCode, typed), poa))
+            else:
+                px.append(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed))
+        encounters = {s.id: s.resource() for s in self.store.read_many(conn, [("Encounter", e) for e in rows])}
+        subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
+        patients = {s.id: s.resource() for s in self.store.read_many(
+            conn, [("Patient", p) for p in dict.fromkeys(subjects.values()) if p])}
+        params: list[dict[str, Any]] = []
+        touched: Counter[str | None] = Counter()
+        for eid in ids:
+            row = rows.get(eid)
+            if row is None or (row.patient_id is not None and row.patient_id in hidden):
+                counts.rejects.append((eid, f"Encounter {eid[:64]!r} has no coding abstract you can see: it is not "
+                                            "discharged, not coded here, or not an encounter id; check the id."))
+                continue
+            if row.setting != CodingSetting.INPATIENT.value:
+                counts.rejects.append((eid, f"Encounter {eid} is {row.setting}: MS-DRGs apply to inpatient stays "
+                                            "only, so it has no working MS-DRG."))
+                continue
+            enc = encounters.get(eid)
+            if enc is None:
+                counts.rejects.append((eid, f"Encounter {eid} is no longer in the record (deleted): nothing to "
+                                            "group; re-open or remove its abstract."))
+                continue
+            dx, px = lines.get(eid) or ([], [])
+            pid = subjects.get(eid)
+            case = coding_case(eid, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
+                               patients.get(pid) if pid else None, tuple(dx), tuple(px))
+            result, engine_edits = assess(case)
+            found, _ = self._edits(case, engine_edits)
+            errors = sum(1 for e in found if e.severity == "error")
+            drg, title = drg_fields(result)
+            counts.stays += 1
+            if result.grouped:
+                counts.grouped += 1
+            else:
+                counts.ungroupable += 1
+            if errors:
+                counts.with_errors += 1
+            if row.working_at is None or row.working_drg != drg:
+                counts.changed += 1
+            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title[:300], "b_weight": result.weight,
+                           "b_grouper": result.grouper_version or "", "b_errors": errors,
+                           "b_warnings": len(found) - errors})
+            touched[row.patient_id] += 1
+        return params, touched
+
 
 
 def _get(obj: Any, *names: str, default: Any = None) -> Any:

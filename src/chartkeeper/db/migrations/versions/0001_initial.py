@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 22:52:04.950864
+Create Date: 2026-11-22 23:43:00.524111
 """
 
 import sqlalchemy as sa
@@ -93,6 +93,13 @@ def upgrade() -> None:
         sa.Column("drg_title", sa.String(length=300), nullable=False),
         sa.Column("drg_detail", sa.Text(), nullable=False),
         sa.Column("edits_checked", sa.String(length=64), nullable=False),
+        sa.Column("working_drg", sa.String(length=8), nullable=True),
+        sa.Column("working_drg_title", sa.String(length=300), nullable=False),
+        sa.Column("working_weight", sa.Float(), nullable=True),
+        sa.Column("working_grouper", sa.String(length=8), nullable=False),
+        sa.Column("working_errors", sa.Integer(), nullable=True),
+        sa.Column("working_warnings", sa.Integer(), nullable=True),
+        sa.Column("working_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("reopened_reason", sa.String(length=1000), nullable=False),
         sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
