@@ -1,17 +1,24 @@
-"""MS-DRG speed: stays grouped per second by msdrg alone, beside our ``group`` + ``run_edits`` on the
-same stays (target: at least half of msdrg's own speed).
+"""MS-DRG speed: stays grouped per second by msdrg alone, beside our pipeline on the same stays (target: at
+least half of msdrg's own speed, for the engine and for the batch path end to end).
 
   * baseline: ``msdrg.MsdrgGrouper.group`` on prebuilt claim dicts (what the library costs by itself);
   * msdrg grouper + code editor: the two library calls our pipeline makes per stay, prebuilt dicts;
   * ours: ``group(case)`` (version by date, claim built, CC/MCC after exclusion, weights, MCE edits
-    attributed to codes) and ``run_edits(case)`` (MCE again + ICD-10-CM conventions + POA) per CodingCase.
+    attributed to codes), ``group`` then ``run_edits`` (MCE + ICD-10-CM conventions + POA) as two calls,
+    and ``assess(case)`` (the same two results in one pass: one claim, one code editor run), per CodingCase;
+  * end to end, batch: ``CodingService.working_drgs`` on --end-to-end stays in a fresh SQLite database and a
+    fresh PostgreSQL schema: read the abstracts, codes, encounters and patients in bulk, edit, group, store
+    the working MS-DRG and edit counts on every abstract, audited per patient. Compared with msdrg alone
+    on the same stays' claims, measured in the same run;
+  * end to end, one stay, interactive: ``CodingService.finalize`` (read the codes and encounter, edit, group,
+    write a new Encounter version and a Claim, audited) on --finalize stays, one transaction each.
 
-Medians of --runs runs. Caches about stays and code pairs are emptied before each pass; what the
-ICD-10-CM tabular and the editor say about single codes is warmed once (a running system has it).
-``end_to_end``: the first --end-to-end stays through ``CodingService.finalize`` (read from the store,
-edit, group, write the Encounter version and the Claim, audited), one run.
+Medians of --runs runs (end-to-end rows: one run each, on a fresh database). Caches about stays and code
+pairs are emptied before each pass; what the ICD-10-CM tabular and the editor say about single codes is
+warmed once (a running system has it).
 
-    .venv/bin/python benchmarks/drg.py [--stays 5000] [--runs 3] [--end-to-end 500] [--backend sqlite|postgresql]
+    .venv/bin/python benchmarks/drg.py [--stays 5000] [--runs 3] [--end-to-end 2000] [--finalize 300]
+                                       [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from chartkeeper.coding import edits
 from chartkeeper.coding.case import CodedDiagnosis, CodedProcedure, CodingCase
 from chartkeeper.coding.codes import ICD10CMCode, ICD10PCSCode
 from chartkeeper.coding.drg import claim, code_editor, group, grouper, grouper_version_for
-from chartkeeper.coding.edits import run_edits
+from chartkeeper.coding.edits import assess, run_edits
 
 # Common inpatient principal diagnoses, secondaries and procedures (a realistic mix, not a sample).
 PDX = ["J189", "I5023", "A419", "N390", "J441", "I214", "I639", "K5790", "M1611", "S72001A", "E1165", "N179",
@@ -57,6 +64,7 @@ def _cold() -> None:
     """Forget what was learnt about these stays and code pairs in an earlier pass (a pass must not be
     helped by the one before it); what is known about single codes stays, as in a running system."""
     edits._mce_edits.cache_clear()
+    edits._alone.cache_clear()  # keyed by code and the stay's date, age, sex and status
     edits._excludes1.cache_clear()
     edits._satisfies.cache_clear()
 
@@ -69,46 +77,84 @@ def _rate(fn, items) -> float:  # type: ignore[no-untyped-def]
     return len(items) / (time.perf_counter() - t)
 
 
-def end_to_end(cases: list[CodingCase], backend: str = "sqlite") -> float:
-    """Stays per second through the coder's real path: ``CodingService.finalize`` reads the stay's
-    codes and its Encounter from the store, runs the edits, groups, writes a new Encounter version and
-    a Claim through the policy check and the audit log. The codes are saved beforehand (untimed), as a
-    coder would have; stays with error edits are counted as refused (finalize checks them too)."""
-    from _bench_db import drop, fresh_url
+def _hospital(cases: list[CodingCase], backend: str, tmp: str):  # type: ignore[no-untyped-def]
+    """A fresh database with these stays' patients and encounters (discharged, so each has its coding
+    abstract) and their codes stored as a coder left them (untimed). Returns (db, schema, service, coder)."""
+    from _bench_db import fresh_url
+    from sqlalchemy import insert
 
-    from chartkeeper.coding.service import CodingError, CodingService, DiagnosisInput, ProcedureInput
+    from chartkeeper.coding.models import CodeRow
+    from chartkeeper.coding.service import CodingService
     from chartkeeper.db import Database
     from chartkeeper.fhir.service import RecordService
     from chartkeeper.security import users
     from chartkeeper.security.principal import Principal
 
     system = Principal.system("bench")
+    url, schema = fresh_url(backend, tmp, "drg")
+    db = Database(url)
+    db.upgrade()
+    records = RecordService(db)
+    svc = CodingService(db, records=records)
+    res: list[dict[str, object]] = []
+    codes: list[dict[str, object]] = []
+    for c in cases:
+        assert c.discharge_date and c.birth_date
+        res.append({"resourceType": "Patient", "id": f"p{c.encounter_id}", "birthDate": c.birth_date.isoformat(),
+                    "gender": {"M": "male", "F": "female"}.get(c.sex, "unknown")})
+        disposition = {"01": "home", "03": "snf", "20": "exp"}.get(c.discharge_status)
+        res.append({"resourceType": "Encounter", "id": c.encounter_id, "status": "finished",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                    "subject": {"reference": f"Patient/p{c.encounter_id}"},
+                    "period": {"start": f"{c.admit_date.isoformat()}T08:00:00Z",
+                               "end": f"{c.discharge_date.isoformat()}T12:00:00Z"},
+                    **({"hospitalization": {"dischargeDisposition": {"coding": [{"code": disposition}]}}}
+                       if disposition else {})})
+        codes += [{"encounter_id": c.encounter_id, "kind": "dx", "seq": i, "code": str(d.code), "system": "icd10cm",
+                   "poa": d.poa, "performed": None, "source": "manual"} for i, d in enumerate(c.diagnoses, 1)]
+        codes += [{"encounter_id": c.encounter_id, "kind": "px", "seq": i, "code": str(p.code), "system": "icd10pcs",
+                   "poa": None, "performed": None, "source": "manual"} for i, p in enumerate(c.procedures, 1)]
+    for i in range(0, len(res), 1000):
+        with db.begin() as conn:
+            records.ingest(conn, system, res[i:i + 1000], source="bench")
+    with db.begin() as conn:
+        conn.execute(insert(CodeRow.__table__), codes)
+        coder = users.create_user(conn, "bench-coder", "bench-password-123456", ["coder"], actor=system).principal()
+    return db, schema, svc, coder
+
+
+def end_to_end_batch(cases: list[CodingCase], backend: str) -> float:
+    """Stays per second through ``CodingService.working_drgs`` (the whole batch path, one run)."""
+    from _bench_db import drop
+
     with tempfile.TemporaryDirectory() as tmp:
-        url, schema = fresh_url(backend, tmp, "drg")
-        db = Database(url)
-        db.upgrade()
+        db, schema, svc, coder = _hospital(cases, backend, tmp)
         try:
-            records = RecordService(db)
-            svc = CodingService(db, records=records)
-            res: list[dict[str, object]] = []
-            for c in cases:
-                assert c.discharge_date and c.birth_date
-                res.append({"resourceType": "Patient", "id": f"p{c.encounter_id}", "birthDate": c.birth_date.isoformat(),
-                            "gender": {"M": "male", "F": "female"}.get(c.sex, "unknown")})
-                res.append({"resourceType": "Encounter", "id": c.encounter_id, "status": "finished",
-                            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-                            "subject": {"reference": f"Patient/p{c.encounter_id}"},
-                            "period": {"start": f"{c.admit_date.isoformat()}T08:00:00Z",
-                                       "end": f"{c.discharge_date.isoformat()}T12:00:00Z"}})
-            for i in range(0, len(res), 1000):
-                with db.begin() as conn:
-                    records.ingest(conn, system, res[i:i + 1000], source="bench")
-            with db.begin() as conn:
-                coder = users.create_user(conn, "bench-coder", "bench-password-123456", ["coder"],
-                                          actor=system).principal()
-            for c in cases:
-                svc.save_codes(coder, c.encounter_id, [DiagnosisInput(d.code, d.poa) for d in c.diagnoses],
-                               [ProcedureInput(p.code, "icd10pcs") for p in c.procedures])
+            _cold()
+            t = time.perf_counter()
+            counts = svc.working_drgs(coder)
+            rate = len(cases) / (time.perf_counter() - t)
+            assert counts.stays == len(cases), counts.rejects[:3]
+            print(f"  batch ({backend}): {counts.stays} stays, {counts.grouped} grouped, {counts.with_errors} with "
+                  f"error edits")
+            return rate
+        finally:
+            db.dispose()
+            drop(schema)
+
+
+def end_to_end_finalize(cases: list[CodingCase], backend: str) -> float:
+    """Stays per second through the coder's interactive path: ``CodingService.finalize``, one stay per
+    transaction (reads the stay's codes and Encounter, runs the edits, groups, writes a new Encounter
+    version and a Claim through the policy check and the audit log). Stays with error edits are refused
+    (finalize checks them too) and counted."""
+    from _bench_db import drop
+
+    from chartkeeper.coding.service import CodingError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db, schema, svc, coder = _hospital(cases, backend, tmp)
+        try:
             _cold()
             refused = 0
             t = time.perf_counter()
@@ -118,21 +164,39 @@ def end_to_end(cases: list[CodingCase], backend: str = "sqlite") -> float:
                 except CodingError:
                     refused += 1
             rate = len(cases) / (time.perf_counter() - t)
-            print(f"  end to end ({backend}): {len(cases) - refused} finalized, {refused} refused by error edits")
+            print(f"  finalize ({backend}): {len(cases) - refused} finalized, {refused} refused by error edits")
             return rate
         finally:
             db.dispose()
             drop(schema)
 
 
+def _backends(choice: str) -> list[str]:
+    if choice != "both":
+        return [choice]
+    from _bench_db import PG
+    from sqlalchemy import create_engine, text
+
+    try:
+        eng = create_engine(PG, connect_args={"connect_timeout": 3})
+        with eng.connect() as c:
+            c.execute(text("select 1"))
+        eng.dispose()
+    except Exception as exc:  # noqa: BLE001
+        print(f"  PostgreSQL not reachable ({exc.__class__.__name__}): SQLite only")
+        return ["sqlite"]
+    return ["sqlite", "postgresql"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stays", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--end-to-end", type=int, default=500, help="stays through finalize (0: skip)")
-    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--end-to-end", type=int, default=2000, help="stays through working_drgs (0: skip)")
+    ap.add_argument("--finalize", type=int, default=300, help="stays through finalize (0: skip)")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     a = ap.parse_args()
-    cases = stays(a.stays)
+    cases = stays(max(a.stays, a.end_to_end, a.finalize))
     g, mce = grouper(), code_editor()
     claims = []
     for c in cases:
@@ -141,22 +205,42 @@ def main() -> None:
         claims.append(claim(c, version=v.number))
     for c in cases[:200]:  # warm the tabular caches as a running system has them
         run_edits(c)
+    engine_cases, engine_claims = cases[:a.stays], claims[:a.stays]
     rows: dict[str, list[float]] = {"msdrg grouper alone": [], "msdrg grouper + code editor": [],
-                                    "ours: group (with MCE edits)": [], "ours: group + run_edits": []}
+                                    "ours: group (with MCE edits)": [], "ours: group, then run_edits": [],
+                                    "ours: assess (group + every edit)": []}
     for _ in range(a.runs):
-        rows["msdrg grouper alone"].append(_rate(g.group, claims))
-        rows["msdrg grouper + code editor"].append(_rate(lambda x: (g.group(x), mce.edit(x)), claims))
-        rows["ours: group (with MCE edits)"].append(_rate(group, cases))
-        rows["ours: group + run_edits"].append(_rate(lambda c: (group(c), run_edits(c)), cases))
-    if a.end_to_end:
-        rows[f"end to end: finalize ({a.backend})"] = [end_to_end(cases[:a.end_to_end], a.backend)]
+        rows["msdrg grouper alone"].append(_rate(g.group, engine_claims))
+        rows["msdrg grouper + code editor"].append(_rate(lambda x: (g.group(x), mce.edit(x)), engine_claims))
+        rows["ours: group (with MCE edits)"].append(_rate(group, engine_cases))
+        rows["ours: group, then run_edits"].append(_rate(lambda c: (group(c), run_edits(c)), engine_cases))
+        rows["ours: assess (group + every edit)"].append(_rate(assess, engine_cases))
     base = statistics.median(rows["msdrg grouper alone"])
     print(f"{a.stays} stays, median of {a.runs} runs")
-    print(f"{'pipeline':34} {'stays/s':>10} {'vs msdrg alone':>15}")
+    print(f"{'pipeline':52} {'stays/s':>10} {'vs msdrg alone':>15}")
     for name, rates in rows.items():
         m = statistics.median(rates)
-        print(f"{name:34} {m:10,.0f} {m / base:14.0%}")
-    print("target: ours (group + run_edits) at least 50% of msdrg alone")
+        print(f"{name:52} {m:10,.0f} {m / base:14.0%}")
+    print("target: ours at least 50% of msdrg alone")
+    if not (a.end_to_end or a.finalize):
+        return
+    backends = _backends(a.backend)
+    e2e: dict[str, tuple[float, float]] = {}
+    for backend in backends:
+        if a.end_to_end:
+            batch_claims = claims[:a.end_to_end]
+            alone = statistics.median(_rate(g.group, batch_claims) for _ in range(3))
+            e2e[f"end to end, batch: working_drgs ({backend})"] = (end_to_end_batch(cases[:a.end_to_end], backend), alone)
+        if a.finalize:
+            alone = statistics.median(_rate(g.group, claims[:a.finalize]) for _ in range(3))
+            e2e[f"end to end, one stay, interactive: finalize ({backend})"] = (
+                end_to_end_finalize(cases[:a.finalize], backend), alone)
+    print(f"end to end: {a.end_to_end} stays (batch), {a.finalize} stays (finalize), one run each on a fresh database; "
+          f"msdrg alone measured on the same stays' claims just before")
+    print(f"{'pipeline':52} {'stays/s':>10} {'msdrg alone':>12} {'vs msdrg alone':>15}")
+    for name, (rate, alone) in e2e.items():
+        print(f"{name:52} {rate:10,.0f} {alone:12,.0f} {rate / alone:14.0%}")
+    print("target: the batch path at least 50% of msdrg alone")
 
 
 if __name__ == "__main__":

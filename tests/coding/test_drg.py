@@ -128,3 +128,33 @@ def test_agrees_with_drgpy_where_both_apply():
     assert agree / len(res) >= 0.75, f"only {agree}/{len(res)} agree"
     assert len(unexplained) <= 3, [(r.ours.drg, r.theirs, [str(d.code) for d in r.case.diagnoses],
                                     [str(p.code) for p in r.case.procedures]) for r in unexplained]
+
+
+# --- the fast paths give what the slow ones give ------------------------------------------------------
+
+
+def test_assess_is_group_and_run_edits_in_one_pass():
+    """What the service uses (one claim, one code-editor run) equals the two calls a coder's screen makes."""
+    from chartkeeper.coding.edits import assess, run_edits
+
+    cases = [stay("J18.9", "I10", "J96.01"), stay("G01", "A39.0"), stay("S72.001"), stay("I21.4", "I50.21", status="20"),
+             stay("M16.11", procs=("0SR9019",)), stay("J18.9", "N18.3", "Z38.00"), stay("J18.9", discharged=date(2021, 6, 1)),
+             stay("J18.9", born=None), stay("J18.9", setting="outpatient"), stay(), stay("J18.9", discharged=None),
+             stay("C61", discharged=date(2024, 5, 2)), stay(CodedDiagnosis(ICD10CMCode("T80.211A"), None))]
+    for case in cases:
+        assert assess(case) == (group(case), run_edits(case)), case
+
+
+def test_native_calls_answer_as_msdrg_public_methods_do():
+    from chartkeeper.coding.drg import claim, code_editor, edit_claim, group_claim, grouper
+
+    for case in (stay("J18.9", "I10", "J96.01"), stay("M16.11", "E11.9", procs=("0SR9019",)), stay("Z38.00", "E11")):
+        v = grouper_version_for(case.discharge_date or date.today())
+        assert v is not None
+        c = claim(case, version=v.number)
+        assert group_claim(c) == grouper().group(c)
+        assert edit_claim(c) == code_editor().edit(c)
+    # a date the code editor does not take: msdrg's own error, as before
+    old = claim(stay("J18.9"), discharge=date(1999, 12, 31))
+    with pytest.raises(ValueError, match="discharge_date"):
+        edit_claim(old)

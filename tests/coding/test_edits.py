@@ -182,3 +182,29 @@ def test_convention_edits_do_not_need_the_code_editor():
     # pure tabular checks: usable on outpatient encounters too
     edits = convention_edits(stay("E11.9", "E10.9", setting="outpatient"))
     assert [e.edit for e in edits if e.severity == "error"] == ["cm.excludes1"]
+
+
+def test_category_ranges_matched_as_prefix_sets_agree_with_the_references():
+    """The convention edits test a code against a range of categories with one set lookup: for every
+    code in the classification the answer is the reference's own."""
+    from chartkeeper.coding.codesets import icd10cm
+    from chartkeeper.coding.edits import _Matcher
+
+    refs = [Ref("E00", "E03"), Ref("A00", "B99"), Ref("J702", "J704"), Ref("C00", "C96"), Ref("O00", "O9A"),
+            Ref("S00", "T88"), Ref("E08", "E13"), Ref("Z00", "Z13")]
+    codes = [str(c) for c in icd10cm.codes()]
+    for r in refs:
+        m = _Matcher([r])
+        assert [c for c in codes if m(c)] == [c for c in codes if r.matches(c)], r
+    both = _Matcher(refs)
+    assert [c for c in codes if both(c)] == [c for c in codes if any(r.matches(c) for r in refs)]
+
+
+def test_mce_edits_name_each_code_when_several_fire_and_stays_alike_share_the_answers():
+    first = run_edits(stay("J18.9", "Z38.00", "O80", "C61", sex="F", discharged=date(2024, 5, 2)))
+    age = the(first, "mce.age_conflict")  # a newborn code and a maternity code on a 74-year-old
+    assert age.codes == ("Z3800", "O80") and age.message.startswith("Z38.00 and O80 ")
+    assert the(first, "mce.sex_conflict").codes == ("C61",)
+    # another stay with the same date, age, sex and status: the same codes named, from what was learnt
+    again = run_edits(stay("I10", "O80", sex="F", discharged=date(2024, 5, 2)))
+    assert the(again, "mce.age_conflict").codes == ("O80",)

@@ -153,7 +153,7 @@ _MCE_DATES = (20000101, 21001231)  # the discharge dates msdrg's code editor acc
 def _native(engine: Any, fn_name: str, c: dict[str, Any]) -> dict[str, Any] | None:
     lib, ctx = getattr(engine, "lib", None), getattr(engine, "ctx", None)
     fn = getattr(lib, fn_name, None) if lib is not None and ctx else None
-    if fn is None:
+    if fn is None or lib is None:
         return None
     ptr = fn(ctx, orjson.dumps(c))
     if not ptr:

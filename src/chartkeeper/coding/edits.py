@@ -135,7 +135,8 @@ _MCE: dict[str, tuple[Scope, Literal["error", "warning"], str]] = {
     "INVALID_ADMIT_DX": ("claim", ERROR, "The admitting diagnosis is not a valid code: correct it."),
     "INVALID_POA": ("dx", ERROR, "The present-on-admission indicator on {codes} is not valid: enter Y, N, U, W or 1."),
 }
-_GENERIC = ("claim", WARNING, "The Medicare Code Editor reports '{name}': review the codes named and correct them.")
+_GENERIC: tuple[Scope, Literal["error", "warning"], str] = (
+    "claim", WARNING, "The Medicare Code Editor reports '{name}': review the codes named and correct them.")
 _NEUTRAL_PDX = "J189"  # pneumonia, unspecified organism: valid since ICD-10-CM began, no age, sex or PDX edit
 _LAST_SEX_EDITS = date(2024, 9, 30)  # the last day CMS's MCE carried the sex-conflict lists
 
@@ -687,7 +688,8 @@ def assess(case: CodingCase, *, hospital_poa_exempt: bool = False) -> tuple[drg.
     mce: tuple[Edit, ...] = ()
     if case.diagnoses and case.birth_date is not None and case.setting == "inpatient":
         if isinstance(ready, drg.Prepared):  # the editor reads the same claim, less the grouper's own fields
-            claim = {k: v for k, v in ready.claim.items() if k != "version"}
+            claim = dict(ready.claim)
+            del claim["version"]
             claim["hospital_status"] = "NOT_EXEMPT"
             mce = _mce_run(case, claim)
         else:
