@@ -6,6 +6,7 @@ least half of msdrg's own speed, for the engine and for the batch path end to en
   * ours: ``group(case)`` (version by date, claim built, CC/MCC after exclusion, weights, MCE edits
     attributed to codes), ``group`` then ``run_edits`` (MCE + ICD-10-CM conventions + POA) as two calls,
     and ``assess(case)`` (the same two results in one pass: one claim, one code editor run), per CodingCase;
+    ``assess_many`` (the same answers for a list of stays, in phases of 100: what the batch path runs);
   * end to end, batch: ``CodingService.working_drgs`` on --end-to-end stays in a fresh SQLite database and a
     fresh PostgreSQL schema: read the abstracts, codes, encounters and patients in bulk, edit, group, store
     the working MS-DRG and edit counts on every abstract, audited per patient. Compared with msdrg alone
@@ -34,7 +35,7 @@ from chartkeeper.coding import edits
 from chartkeeper.coding.case import CodedDiagnosis, CodedProcedure, CodingCase
 from chartkeeper.coding.codes import ICD10CMCode, ICD10PCSCode
 from chartkeeper.coding.drg import claim, code_editor, group, grouper, grouper_version_for
-from chartkeeper.coding.edits import assess, run_edits
+from chartkeeper.coding.edits import assess, assess_many, run_edits
 
 # Common inpatient principal diagnoses, secondaries and procedures (a realistic mix, not a sample).
 PDX = ["J189", "I5023", "A419", "N390", "J441", "I214", "I639", "K5790", "M1611", "S72001A", "E1165", "N179",
@@ -123,6 +124,13 @@ def _hospital(cases: list[CodingCase], backend: str, tmp: str):  # type: ignore[
     return db, schema, svc, coder
 
 
+def _many(cases: list[CodingCase]) -> float:
+    _cold()
+    t = time.perf_counter()
+    assess_many(cases)
+    return len(cases) / (time.perf_counter() - t)
+
+
 def end_to_end_batch(cases: list[CodingCase], backend: str) -> float:
     """Stays per second through ``CodingService.working_drgs`` (the whole batch path, one run)."""
     from _bench_db import drop
@@ -208,13 +216,15 @@ def main() -> None:
     engine_cases, engine_claims = cases[:a.stays], claims[:a.stays]
     rows: dict[str, list[float]] = {"msdrg grouper alone": [], "msdrg grouper + code editor": [],
                                     "ours: group (with MCE edits)": [], "ours: group, then run_edits": [],
-                                    "ours: assess (group + every edit)": []}
+                                    "ours: assess (group + every edit)": [],
+                                    "ours: assess_many (the same, 100 stays a phase)": []}
     for _ in range(a.runs):
         rows["msdrg grouper alone"].append(_rate(g.group, engine_claims))
         rows["msdrg grouper + code editor"].append(_rate(lambda x: (g.group(x), mce.edit(x)), engine_claims))
         rows["ours: group (with MCE edits)"].append(_rate(group, engine_cases))
         rows["ours: group, then run_edits"].append(_rate(lambda c: (group(c), run_edits(c)), engine_cases))
         rows["ours: assess (group + every edit)"].append(_rate(assess, engine_cases))
+        rows["ours: assess_many (the same, 100 stays a phase)"].append(_many(engine_cases))
     base = statistics.median(rows["msdrg grouper alone"])
     print(f"{a.stays} stays, median of {a.runs} runs")
     print(f"{'pipeline':52} {'stays/s':>10} {'vs msdrg alone':>15}")

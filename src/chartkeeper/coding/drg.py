@@ -358,7 +358,12 @@ def prepare(case: CodingCase, *, hospital_poa_exempt: bool = False) -> Prepared 
 
 def grouped(case: CodingCase, ready: Prepared, mce: tuple[Edit, ...] = ()) -> DrgResult:
     """Group a prepared stay; ``mce`` are the code editor's edits to attach (run by the caller)."""
-    return _result(case, ready.claim, group_claim(ready.claim), ready.version, ready.on, mce)
+    return result_of(case, ready, group_claim(ready.claim), mce)
+
+
+def result_of(case: CodingCase, ready: Prepared, out: dict[str, Any], mce: tuple[Edit, ...] = ()) -> DrgResult:
+    """The DrgResult of a prepared stay from the grouper's answer ``out`` (``group_claim(ready.claim)``)."""
+    return _result(case, ready.claim, out, ready.version, ready.on, mce)
 
 
 def _result(case: CodingCase, c: dict[str, Any], out: dict[str, Any], v: GrouperVersion, on: date,

