@@ -127,7 +127,8 @@ def test_accepting_makes_a_case_prefilled_from_the_record(db, svc, people, treat
     assert (a.primary_site, a.histology, a.behavior, a.date_of_diagnosis) == ("C509", "8500", "3", date(2025, 3, 10))
     assert type(a.primary_site).__name__ == "ICDO3Topography"
     assert a.status == "complete" and a.edit_errors == 0
-    [entry] = [e for e in audit.query(db.engine.connect(), limit=50, action="registry.accept")]
+    with db.read() as c:
+        [entry] = audit.query(c, limit=50, action="registry.accept")
     assert entry.patient_id == "pat-1" and entry.user_id == people.registrar.user_id
 
 
