@@ -203,6 +203,13 @@ class Letter:
     birth_date: date | None
     accession: str
     last_contact: date | None
+    # The sender named on letters to patients: not the cancer registry, since the envelope or the page
+    # may be read by someone else.
+    patient_sender: str = "Patient Follow-up Office"
+
+    @property
+    def sender(self) -> str:
+        return self.facility if self.to_physician else self.patient_sender
 
 
 def address_lines(addresses: Sequence[dict[str, Any]]) -> list[str]:
@@ -242,7 +249,7 @@ def letter_text(letter: Letter) -> list[str]:
         "Please tell us the date you last saw a doctor, and that doctor's name, on this letter and return it to us, "
         "or call us. If you would rather we did not write to you again, tell us and we will stop.",
         "Thank you.",
-        f"{letter.facility} (reference {letter.accession or '-'})",
+        f"{letter.patient_sender} (reference {letter.accession or '-'})",
     ]
 
 
@@ -265,7 +272,7 @@ def letters_pdf(letters: Sequence[Letter]) -> bytes:
     for lt in letters:
         y = height - margin
         c.setFont("Helvetica-Bold", 13)
-        c.drawString(margin, y, lt.facility)
+        c.drawString(margin, y, lt.sender)
         y -= 28
         c.setFont("Helvetica", 11)
         c.drawString(margin, y, _us(lt.date))

@@ -1254,9 +1254,11 @@ class RegistryService:
             return due
 
     def followup_letters(self, principal: Principal, registry_patient_ids: Sequence[str] | None = None, *,
-                         months: int = 12, now: datetime | None = None, facility: str = "Cancer Registry") -> bytes:
+                         months: int = 12, now: datetime | None = None, facility: str = "Cancer Registry",
+                         patient_sender: str = "Patient Follow-up Office") -> bytes:
         """Follow-up letters as one PDF, a page per patient: to the patient's physician when the record
-        names one, else to the patient. Without ids: every patient on the due list."""
+        names one, else to the patient (signed by ``patient_sender``, never naming the cancer
+        registry or the diagnosis). Without ids: every patient on the due list."""
         today = (now or datetime.now(UTC)).date()
         with self.db.begin() as conn:
             self.records.authorize(conn, principal, Action.EXPORT, RTYPE, None)
@@ -1273,12 +1275,13 @@ class RegistryService:
                                         code="not-found")
                 for d in due:
                     self.records.authorize(conn, principal, Action.EXPORT, RTYPE, d.patient_id)
-            letters = [self._letter(conn, d, facility, today) for d in due]
+            letters = [self._letter(conn, d, facility, patient_sender, today) for d in due]
             pdf = followup.letters_pdf(letters)
             self._audit_patients(conn, principal, Action.EXPORT, [d.patient_id for d in due], "follow-up letter")
             return pdf
 
-    def _letter(self, conn: Connection, d: followup.Due, facility: str, today: date) -> followup.Letter:
+    def _letter(self, conn: Connection, d: followup.Due, facility: str, patient_sender: str,
+                today: date) -> followup.Letter:
         patient: dict[str, Any] = {}
         if d.patient_id:
             try:
@@ -1312,7 +1315,8 @@ class RegistryService:
         return followup.Letter(facility=facility, date=today, to_name=to_name, to_address=to_address,
                                to_physician=to_physician, patient_name=name,
                                birth_date=day_of_naaccr(items.get("dateOfBirth")),
-                               accession=d.accession, last_contact=d.date_of_last_contact)
+                               accession=d.accession, last_contact=d.date_of_last_contact,
+                               patient_sender=patient_sender)
 
     def followup_rate(self, principal: Principal, *, report_date: date | None = None) -> followup.Rate:
         """The follow-up rate against the CoC targets (90% of all analytic cases, 80% of living ones):
