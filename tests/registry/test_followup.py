@@ -71,7 +71,7 @@ def test_letters_one_page_per_patient_to_the_physician_or_the_patient(svc, peopl
 
 
 def test_letters_name_the_patient_but_never_the_diagnosis():
-    base = dict(facility="Demo Hospital Cancer Registry", date=date(2026, 3, 1), to_address=["1 Main St"],
+    base = dict(facility="Demo Hospital Cancer Registry", dated=date(2026, 3, 1), to_address=["1 Main St"],
                 patient_name="Ana Olsen", birth_date=date(1961, 4, 2), accession="202400001",
                 last_contact=date(2024, 1, 10))
     to_doc = " ".join(letter_text(Letter(to_name="Dr. Claire Moreau", to_physician=True, **base)))

@@ -195,7 +195,7 @@ def rate(conn: Connection, report_date: date) -> Rate:
 @dataclass(frozen=True)
 class Letter:
     facility: str
-    date: date
+    dated: date
     to_name: str
     to_address: list[str]
     to_physician: bool
@@ -275,7 +275,7 @@ def letters_pdf(letters: Sequence[Letter]) -> bytes:
         c.drawString(margin, y, lt.sender)
         y -= 28
         c.setFont("Helvetica", 11)
-        c.drawString(margin, y, _us(lt.date))
+        c.drawString(margin, y, _us(lt.dated))
         y -= 28
         for line in [lt.to_name, *lt.to_address]:
             c.drawString(margin, y, line)

@@ -422,11 +422,15 @@ def _naaccr() -> Any:
     return naaccr
 
 
-def naaccr_read(path: Path) -> Iterator[Any]:
-    """Patients and rejects, streamed from a NAACCR XML file."""
+def naaccr_read(path: Path) -> tuple[dict[str, str], Iterator[Any]]:
+    """(the file's header items, its patients and rejects streamed)."""
     eng = _naaccr()
     reader = eng.read(path)
-    yield from reader
+    header = getattr(reader, "header", None) or {}
+    if not isinstance(header, dict):
+        header = dict(getattr(header, "items", {}) or {}) | {
+            k: str(getattr(header, k)) for k in ("naaccrVersion", "recordType") if getattr(header, k, None)}
+    return {str(k): str(v) for k, v in header.items()}, iter(reader)
 
 
 def naaccr_write(out: IO[bytes], header: dict[str, str], patients: Iterable[Any], version: str, record_type: str) -> None:
@@ -707,10 +711,10 @@ class RegistryService:
                 if not codes:
                     continue
                 counts.screened += 1
-                for code in codes:
-                    result = self.screener.screen_code(code)
+                for cm in codes:
+                    result = self.screener.screen_code(cm)
                     if result is not None and result.reportable:
-                        found.append((s, res, result, "diagnosis", str(code)))
+                        found.append((s, res, result, "diagnosis", str(cm)))
                         break
         if not found:
             return counts
@@ -878,7 +882,8 @@ class RegistryService:
         with self.db.begin() as conn:
             self.records.authorize(conn, principal, Action.SEARCH, RTYPE, None)
             where = self._visible_where(policy.hidden_patients(conn, principal), SUS.c.patient_id)
-            got = dict(conn.execute(select(SUS.c.status, func.count()).where(*where).group_by(SUS.c.status)).all())
+            got: dict[str, int] = {str(k): int(v) for k, v in conn.execute(
+                select(SUS.c.status, func.count()).where(*where).group_by(SUS.c.status))}
             self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE, detail="suspense counts")
             return {s: int(got.get(s, 0)) for s in SUSPENSE_STATUSES}
 
@@ -1099,11 +1104,14 @@ class RegistryService:
         """The edits of the last save (run again on every save)."""
         return self.abstract(principal, tumor_id).edits
 
-    def check_items(self, items: dict[str, Any], parent: str, *, today: date | None = None) -> list[Issue]:
-        """Every value checked against the dictionary: known item, right level, length, type, valid
-        codes and possible dates. One issue per bad value, naming the item id and number and the fix."""
+    def check_items(self, items: dict[str, Any], parent: str, *, today: date | None = None,
+                    version: str | None = None) -> list[Issue]:
+        """Every value checked against the dictionary (of ``version``, default the registry's): known
+        item, right level, length, type, valid codes and possible dates. One issue per bad value,
+        naming the item id and number and the fix."""
         today = today or datetime.now(UTC).date()
-        d = dictionary(self.version)
+        version = version or self.version
+        d = dictionary(version)
         issues = []
         for key, raw in items.items():
             if raw is None or raw == "":
@@ -1111,9 +1119,9 @@ class RegistryService:
             item = d.get(key)
             if item is None:
                 other = "sex" if key == "sexAssignedAtBirth" else "sexAssignedAtBirth" if key == "sex" else None
-                hint = (f" (NAACCR {self.version} uses {sex_item(self.version)} for this)" if other else
+                hint = (f" (NAACCR {version} uses {sex_item(version)} for this)" if other else
                         "; check the spelling against the NAACCR data dictionary")
-                issues.append(Issue(f"{str(key)[:64]}: there is no such item in NAACCR version {self.version}{hint}.",
+                issues.append(Issue(f"{str(key)[:64]}: there is no such item in NAACCR version {version}{hint}.",
                                     path=str(key)[:64]))
                 continue
             label = f"{key} ({item.number})"
@@ -1126,7 +1134,7 @@ class RegistryService:
                                     path=key))
                 continue
             value = str(raw)
-            _VERSION_OF[id(item)] = self.version
+            _VERSION_OF[id(item)] = version
             problem = check_value(item, value)
             if problem:
                 issues.append(Issue(f"{label}: {value[:40]!r} {problem}; correct the value.", path=key))
@@ -1197,7 +1205,7 @@ class RegistryService:
         """Vital status and date of last contact of these registry patients, from the record (a
         recorded death, a newer encounter). Returns how many changed."""
         ids = sorted(pids)
-        rows = []
+        rows: list[Any] = []
         for i in range(0, len(ids), 500):
             rows.extend(conn.execute(select(RPAT).where(RPAT.c.patient_id.in_(ids[i:i + 500]))).all())
         changed = 0
@@ -1312,7 +1320,7 @@ class RegistryService:
                 to_physician = True
             except FhirError:
                 pass
-        return followup.Letter(facility=facility, date=today, to_name=to_name, to_address=to_address,
+        return followup.Letter(facility=facility, dated=today, to_name=to_name, to_address=to_address,
                                to_physician=to_physician, patient_name=name,
                                birth_date=day_of_naaccr(items.get("dateOfBirth")),
                                accession=d.accession, last_contact=d.date_of_last_contact,
@@ -1353,18 +1361,30 @@ class RegistryService:
             if progress:
                 progress(rep.patients)
 
-        for i, got in enumerate(naaccr_read(path)):
+        header, stream = naaccr_read(path)
+        file_version = header.get("naaccrVersion", "")[:3]
+        if not file_version:  # NAACCR XML names its version through the base dictionary
+            m = re.search(r"naaccr-dictionary-(\d{3})\.xml", header.get("baseDictionaryUri", ""))
+            file_version = m.group(1) if m else ""
+        if file_version not in VERSIONS:
+            raise RegistryError(422, f"{path.name}: this file is NAACCR version {file_version or 'unknown'} "
+                                f"(naaccrVersion in its header); import reads versions {', '.join(VERSIONS)}. Convert "
+                                "the file to one of them first; nothing was imported.", code="not-supported")
+        for i, got in enumerate(stream):
             if hasattr(got, "reason") and not hasattr(got, "tumors"):
                 rep.rejects.append(ImportReject(getattr(got, "line", None), getattr(got, "patient_index", i),
                                                 getattr(got, "item_id", None), str(got.reason)))
                 continue
-            problems = self.check_items(_text_items(got.items), "Patient")
+            line = getattr(got, "line", None)
+            problems = self.check_items(_text_items(got.items), "Patient", version=file_version)
             for t in got.tumors:
-                problems += self.check_items(_text_items(t), "Tumor")
+                problems += self.check_items(_text_items(t), "Tumor", version=file_version)
             if problems:
                 for p in problems:
-                    rep.rejects.append(ImportReject(getattr(got, "line", None), i, p.path, p.message))
+                    rep.rejects.append(ImportReject(line, i, p.path, f"patient {i + 1} (line {line or '?'}): {p.message}"))
                 continue
+            got = _Imported(_for_version(_text_items(got.items), file_version, self.version),
+                            [_text_items(t) for t in got.tumors], line)
             pending.append(got)
             if len(pending) >= batch:
                 flush()
@@ -1391,14 +1411,12 @@ class RegistryService:
             merged = orjson.loads(rp.items or "{}")
             merged.update(items)
             items = merged
-        existing = {(_t.get("accessionNumberHosp", ""), _t.get("sequenceNumberHospital", "")): tid for tid, _t in (
-            (r.id, orjson.loads(r.items or "{}")) for r in conn.execute(select(TUM.c.id, TUM.c["items"])
-                                                                        .where(TUM.c.registry_patient_id == rp.id)))}
+        existing = {_tumor_key(orjson.loads(r.items or "{}")): r.id for r in conn.execute(
+            select(TUM.c.id, TUM.c["items"]).where(TUM.c.registry_patient_id == rp.id))}
         last_id = None
         for t in p.tumors:
             t = _text_items(t)
-            key = (t.get("accessionNumberHosp", ""), t.get("sequenceNumberHospital", ""))
-            tid = existing.get(key) if any(key) else None
+            tid = existing.get(_tumor_key(t))
             if tid is None:
                 tid = str(uuid.uuid4())
                 conn.execute(insert(TUM).values(id=tid, registry_patient_id=rp.id, patient_id=rp.patient_id, items="{}",
@@ -1479,6 +1497,21 @@ class RegistryService:
             self.records.audit(conn, principal, action, resource_type=RTYPE, detail=detail + ": nothing shown")
         for pid, n in by_patient.items():
             self.records.audit(conn, principal, action, resource_type=RTYPE, patient_id=pid, detail=f"{detail}: {n} rows")
+
+
+@dataclass(frozen=True)
+class _Imported:
+    items: dict[str, str]
+    tumors: list[dict[str, str]]
+    line: int | None
+
+
+def _tumor_key(t: dict[str, str]) -> tuple[str, ...]:
+    """How an imported tumour is recognised again: its accession and sequence number, or without
+    them its site, histology and date of diagnosis."""
+    if t.get("accessionNumberHosp"):
+        return ("acc", t["accessionNumberHosp"], t.get("sequenceNumberHospital", ""))
+    return ("dx", t.get("primarySite", ""), t.get("histologicTypeIcdO3", ""), t.get("dateOfDiagnosis", ""))
 
 
 def _clean_code(value: str, cls: type[Any]) -> str:
