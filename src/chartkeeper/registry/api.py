@@ -7,12 +7,13 @@ X-CSRF-Token header; bearer-token calls do not.
 
 from __future__ import annotations
 
-import io
+import tempfile
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from chartkeeper.registry.service import Abstract, EditResult, RegistryService, SuspenseItem, current_screener
 from chartkeeper.security.deps import check_csrf, principal_from_request
@@ -128,8 +129,19 @@ def followup_rate(request: Request, report_date: date | None = None) -> dict[str
 
 @router.get("/export")
 def export(request: Request, naaccr_version: str = "260", record_type: str = "A") -> Response:
-    """The registry as a NAACCR XML file."""
-    buf = io.BytesIO()
-    _svc(request).export(_who(request), buf, version=naaccr_version, record_type=record_type)
-    return Response(buf.getvalue(), media_type="application/xml",
-                    headers={"Content-Disposition": f'attachment; filename="registry-naaccr-{naaccr_version}.xml"'})
+    """The registry as a NAACCR XML file (written to a spooled temporary file, then streamed)."""
+    buf = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by the stream
+    try:
+        _svc(request).export(_who(request), buf, version=naaccr_version, record_type=record_type)
+    except BaseException:
+        buf.close()
+        raise
+    buf.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        with buf:
+            while block := buf.read(256 * 1024):
+                yield block
+
+    return StreamingResponse(chunks(), media_type="application/xml",
+                             headers={"Content-Disposition": f'attachment; filename="registry-naaccr-{naaccr_version}.xml"'})

@@ -379,15 +379,16 @@ def _date_ok(value: str) -> bool:
     return True
 
 
-def check_value(item: ItemDef, value: str) -> str | None:
-    """A problem sentence for ``value`` in ``item`` (without the item's name), or None."""
+def check_value(item: ItemDef, value: str, version: str = DEFAULT_VERSION) -> str | None:
+    """A problem sentence for ``value`` in ``item`` of NAACCR ``version`` (without the item's name), or
+    None."""
     try:
         from chartkeeper.registry import naaccr  # type: ignore[attr-defined]
     except ImportError:
         naaccr = None
     if naaccr is not None and hasattr(naaccr, "check_value"):
         try:
-            d = naaccr.dictionary(_VERSION_OF.get(id(item), DEFAULT_VERSION))
+            d = naaccr.dictionary(version)
             engine_item = d.items.get(item.naaccr_id)
         except Exception:  # noqa: BLE001 - fall back to the length and type check below
             engine_item = None
@@ -408,9 +409,6 @@ def check_value(item: ItemDef, value: str) -> str | None:
     if t == "date" and not _date_ok(value):
         return "must be a date written YYYYMMDD (or YYYY, YYYYMM), and a day that exists"
     return None
-
-
-_VERSION_OF: dict[int, str] = {}
 
 
 def _naaccr() -> Any:
@@ -1134,8 +1132,7 @@ class RegistryService:
                                     path=key))
                 continue
             value = str(raw)
-            _VERSION_OF[id(item)] = version
-            problem = check_value(item, value)
+            problem = check_value(item, value, version)
             if problem:
                 issues.append(Issue(f"{label}: {value[:40]!r} {problem}; correct the value.", path=key))
                 continue
