@@ -33,6 +33,7 @@ from typing import IO, Any, Protocol, cast
 
 import orjson
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.coding.codes import CodeFormatError, ICD10CMCode
 from chartkeeper.db import Database
@@ -952,6 +953,14 @@ class RegistryService:
         prefilled from the record. Where the patient already has a tumour of the same site, the
         registrar links instead, or says it is a new primary (``new_primary``)."""
         now = now or datetime.now(UTC)
+        try:
+            return self._accept(principal, suspense_id, new_primary, now)
+        except IntegrityError:
+            # Two registrars made this patient's first case at the same moment (PostgreSQL): one wins.
+            raise RegistryError(409, "Another case for this patient was being made at the same moment; reload the "
+                                "queue and try again.", code="conflict") from None
+
+    def _accept(self, principal: Principal, suspense_id: str, new_primary: bool, now: datetime) -> Abstract:
         with self.db.begin() as conn:
             row = self._pending(conn, principal, suspense_id)
             self.records.authorize(conn, principal, Action.CREATE, RTYPE, row.patient_id)
