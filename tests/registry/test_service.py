@@ -271,3 +271,33 @@ def test_report_text_decodes_attachments():
     doc = {"content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(b"abc").decode()}},
                        {"attachment": {"contentType": "application/pdf", "data": "JVBERi0="}}]}
     assert report_text(doc) == "abc"
+
+
+def test_a_demo_population_through_import_casefinding_and_accept(db, svc, people):
+    """The demo's cancer patients (bulk-imported, so queued) are all found, its skin BCC patients are
+    not, and the cases made from them carry the record's deaths and treatment."""
+    from chartkeeper.demo import generate_truth
+    from chartkeeper.demo.load import load_population
+
+    load_population(db, 120, 10, today=date(2026, 3, 1))
+    truth = generate_truth(120, 10, today=date(2026, 3, 1))
+    assert truth["cancer_patients"] and truth["skin_bcc_patients"]
+    assert suspense_rows(db) == []  # a bulk import queues; nothing screened yet
+    svc.screen_pending(people.registrar)
+    rows = svc.suspense(people.registrar, limit=500).rows
+    found = {r.patient_id for r in rows}
+    assert set(truth["cancer_patients"]) <= found
+    assert not found & set(truth["skin_bcc_patients"])
+    first = {}
+    for r in rows:
+        first.setdefault(r.patient_id, r)
+    cases = {pid: svc.accept(people.registrar, r.id) for pid, r in first.items()}
+    for pid in set(truth["cancer_patients"]) & set(truth["deceased"]):
+        assert cases[pid].patient_items["vitalStatus"] == "0"
+    treated = [a for a in cases.values() if a.items.get("rxDateSurgery") or a.items.get("rxDateChemo")]
+    assert treated and all(a.items["classOfCase"] == "14" for a in treated)
+    # Reports of a tumour already abstracted now suggest linking, never a second case by default.
+    later = [r for r in svc.suspense(people.registrar, limit=500).rows if r.status == "pending"]
+    # (Where the case has a site: the stand-in screener reads none from a melanoma report's text.)
+    unlinked = [r.id for r in later if r.suggested_site and cases[r.patient_id].primary_site and not r.link_tumor_id]
+    assert later and unlinked == []
