@@ -44,6 +44,9 @@ def _register_subcommands() -> None:
     from chartkeeper.completion.cli import completion_app
 
     app.add_typer(completion_app, name="completion", help="Chart completion: deficiencies, reminders, rules.")
+    from chartkeeper.coding.cli import code_app
+
+    app.add_typer(code_app, name="code", help="Coding: code search, checks, HCPCS files, computer-assisted coding.")
 
 
 @app.command("import")

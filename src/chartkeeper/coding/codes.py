@@ -54,7 +54,9 @@ class ICD10CMCode(Code):
 
     system = "http://hl7.org/fhir/sid/icd-10-cm"
     label = "ICD-10-CM"
-    pattern = re.compile(r"[A-Z][0-9][0-9A-Z]([0-9A-Z]{1,4})?")
+    # The second character is a digit, or A in the QA0 category the April 2026 update added
+    # (neurodevelopmental disorders related to specific genetic variants, QA0.0101 ...).
+    pattern = re.compile(r"[A-Z][0-9A][0-9A-Z]([0-9A-Z]{1,4})?")
     example = "E11.22 or I50.9"
 
     @property

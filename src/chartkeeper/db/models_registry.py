@@ -16,6 +16,7 @@ MODEL_MODULES = [
     "chartkeeper.security.models",
     "chartkeeper.completion.models",
     "chartkeeper.registry.models",
+    "chartkeeper.coding.models",
 ]
 
 

@@ -53,6 +53,7 @@ def add_write_listener(fn: WriteListener) -> WriteListener:
 
 def _load_domains() -> None:
     """Import the domain modules that listen to record writes (once; imports are cached)."""
+    import chartkeeper.coding.service  # noqa: F401
     import chartkeeper.completion.service  # noqa: F401
     import chartkeeper.registry.service  # noqa: F401
 

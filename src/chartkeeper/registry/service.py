@@ -26,7 +26,7 @@ import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -247,50 +247,64 @@ def _screen_from(result: Any) -> Screen | None:
                   str(getattr(result, "behavior", "") or ""), str(getattr(result, "laterality", "") or ""))
 
 
-class EngineScreener:
-    """The casefinding engine (``chartkeeper.registry.casefinding``), loaded on first use."""
+def _casefinding() -> Any:
+    try:
+        from chartkeeper.registry import casefinding
+    except ImportError:  # pragma: no cover - the engine ships with the package
+        return None
+    return casefinding
 
-    def _engine(self) -> Any:
-        try:
-            from chartkeeper.registry import casefinding  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        return casefinding
+
+class EngineScreener:
+    """The casefinding engine (``chartkeeper.registry.casefinding``), loaded on first use. A code the
+    casefinding list marks for review is queued too (the registrar decides)."""
 
     def available(self) -> bool:
-        return self._engine() is not None
+        return _casefinding() is not None
 
     def screen_text(self, text: str) -> Screen | None:
-        eng = self._engine()
+        eng = _casefinding()
         return _screen_from(eng.screen_text(text)) if eng is not None else None
 
     def screen_code(self, code: ICD10CMCode) -> Screen | None:
-        eng = self._engine()
-        return _screen_from(eng.screen_code(code)) if eng is not None else None
+        eng = _casefinding()
+        if eng is None:
+            return None
+        result = eng.screen_code(code)
+        screen = _screen_from(result)
+        if screen is not None and getattr(result, "to_queue", False):
+            screen = replace(screen, reportable=True)
+        return screen
 
 
-def same_tumor(existing: dict[str, str], screen: Screen) -> bool:
-    """Whether a new report describes a tumour the patient already has: the engine's rule when it is
-    installed, else the same site group (first three characters of the topography) and no
-    contradicting laterality."""
-    try:
-        from chartkeeper.registry import casefinding  # type: ignore[attr-defined]
-    except ImportError:
-        casefinding = None
-    if casefinding is not None and hasattr(casefinding, "same_tumor"):
-        return bool(casefinding.same_tumor(existing, screen))
-    site, new_site = existing.get("primarySite", ""), screen.site
-    if not site or not new_site or site[:3] != new_site[:3]:
+def same_tumor(existing: dict[str, Any], screen: Screen, new_date: date | None = None) -> bool:
+    """Whether a new report describes a tumour the patient already has. With a site and histology on
+    both sides, the casefinding engine's rule (site heading, laterality, histology group, timing);
+    otherwise (a coded diagnosis has no histology) the same site heading and no contradicting side."""
+    site, hist = str(existing.get("primarySite") or ""), str(existing.get("histologicTypeIcdO3") or "")
+    eng = _casefinding()
+    if eng is not None and site and hist and screen.site and screen.histology:
+        try:
+            old = eng.TumorKey(ICDO3Topography(site), ICDO3Histology(hist), existing.get("laterality") or None,
+                               existing.get("dateOfDiagnosis") if isinstance(existing.get("dateOfDiagnosis"), date)
+                               else day_of_naaccr(existing.get("dateOfDiagnosis")))
+            new = eng.TumorKey(ICDO3Topography(screen.site), ICDO3Histology(screen.histology), screen.laterality or None,
+                               new_date)
+        except CodeFormatError:
+            pass
+        else:
+            return bool(eng.same_tumor([old], new).matched)
+    if not site or not screen.site or site[:3] != screen.site[:3]:
         return False
-    lat, new_lat = existing.get("laterality", ""), screen.laterality
+    lat, new_lat = str(existing.get("laterality") or ""), screen.laterality
     return not (lat in ("1", "2") and new_lat in ("1", "2") and lat != new_lat)
 
 
 def run_edits(patient_items: dict[str, str], tumors: list[dict[str, str]]) -> list[EditResult]:
     """The NAACCR edits (``chartkeeper.registry.edits``); none when that module is not installed."""
     try:
-        from chartkeeper.registry import edits  # type: ignore[attr-defined]
-    except ImportError:
+        from chartkeeper.registry import edits
+    except ImportError:  # pragma: no cover - the edits ship with the package
         return []
     out = []
     for e in edits.run_edits(patient_items, tumors):
@@ -300,47 +314,6 @@ def run_edits(patient_items: dict[str, str], tumors: list[dict[str, str]]) -> li
     return out
 
 
-# The items this module writes itself (prefill, follow-up), as the NAACCR base dictionaries v25 and
-# v26 define them: used to check values only while ``registry.naaccr`` (the whole dictionary) is not
-# installed. (naaccrId, number, name, length, type, parent)
-_CORE = [
-    ("patientIdNumber", 20, "Patient ID Number", 8, "digits", "Patient"),
-    ("nameLast", 2230, "Name--Last", 40, "text", "Patient"),
-    ("nameFirst", 2240, "Name--First", 40, "text", "Patient"),
-    ("dateOfBirth", 240, "Date of Birth", 8, "date", "Patient"),
-    ("race1", 160, "Race 1", 2, "digits", "Patient"),
-    ("dateOfLastContact", 1750, "Date of Last Contact", 8, "date", "Patient"),
-    ("vitalStatus", 1760, "Vital Status", 1, "digits", "Patient"),
-    ("medicalRecordNumber", 2300, "Medical Record Number", 15, "text", "Tumor"),
-    ("addrAtDxState", 80, "Addr at DX--State", 2, "alpha", "Tumor"),
-    ("addrAtDxPostalCode", 100, "Addr at DX--Postal Code", 9, "text", "Tumor"),
-    ("countyAtDx", 90, "County at DX Reported", 3, "digits", "Tumor"),
-    ("tumorRecordNumber", 60, "Tumor Record Number", 2, "digits", "Tumor"),
-    ("accessionNumberHosp", 550, "Accession Number--Hosp", 9, "digits", "Tumor"),
-    ("sequenceNumberHospital", 560, "Sequence Number--Hospital", 2, "digits", "Tumor"),
-    ("dateOf1stContact", 580, "Date of 1st Contact", 8, "date", "Tumor"),
-    ("classOfCase", 610, "Class of Case", 2, "digits", "Tumor"),
-    ("dateOfDiagnosis", 390, "Date of Diagnosis", 8, "date", "Tumor"),
-    ("primarySite", 400, "Primary Site", 4, "text", "Tumor"),
-    ("laterality", 410, "Laterality", 1, "digits", "Tumor"),
-    ("grade", 440, "Grade", 1, "digits", "Tumor"),
-    ("diagnosticConfirmation", 490, "Diagnostic Confirmation", 1, "digits", "Tumor"),
-    ("casefindingSource", 501, "Casefinding Source", 2, "digits", "Tumor"),
-    ("histologicTypeIcdO3", 522, "Histologic Type ICD-O-3", 4, "digits", "Tumor"),
-    ("behaviorCodeIcdO3", 523, "Behavior Code ICD-O-3", 1, "digits", "Tumor"),
-    ("rxDateSurgery", 1200, "RX Date Surgery", 8, "date", "Tumor"),
-    ("rxDateRadiation", 1210, "RX Date Radiation", 8, "date", "Tumor"),
-    ("rxDateChemo", 1220, "RX Date Chemo", 8, "date", "Tumor"),
-    ("rxDateHormone", 1230, "RX Date Hormone", 8, "date", "Tumor"),
-    ("rxDateBrm", 1240, "RX Date BRM", 8, "date", "Tumor"),
-    ("rxDateMostDefinSurg", 3170, "RX Date Mst Defn Srg", 8, "date", "Tumor"),
-    ("rxSummChemo", 1390, "RX Summ--Chemo", 2, "digits", "Tumor"),
-    ("rxSummHormone", 1400, "RX Summ--Hormone", 2, "digits", "Tumor"),
-    ("rxSummBrm", 1410, "RX Summ--BRM", 2, "digits", "Tumor"),
-    ("dateCaseCompleted", 2090, "Date Case Completed", 8, "date", "Tumor"),
-    ("cancerStatus", 1770, "Cancer Status", 1, "digits", "Tumor"),
-    ("dateOfLastCancerStatus", 1772, "Date of Last Cancer (tumor) Status", 8, "date", "Tumor"),
-]
 _SEX = {"250": ("sex", 220, "Sex"), "260": ("sexAssignedAtBirth", 225, "Sex Assigned at Birth")}
 
 
@@ -349,25 +322,14 @@ def sex_item(version: str) -> str:
 
 
 def dictionary(version: str) -> dict[str, ItemDef]:
-    """The NAACCR items of ``version`` by naaccrId (the whole base dictionary from ``registry.naaccr``;
-    without it, the core items this module writes)."""
+    """The NAACCR base dictionary of ``version`` (``registry.naaccr``), by naaccrId."""
     if version not in VERSIONS:
         raise RegistryError(422, f"naaccr version: {version!r} is not supported; use one of {', '.join(VERSIONS)}.",
                             code="not-supported")
-    try:
-        from chartkeeper.registry import naaccr  # type: ignore[attr-defined]
-    except ImportError:
-        naaccr = None
-    if naaccr is not None:
-        d = naaccr.dictionary(version)
-        out = {}
-        for key, it in d.items.items():
-            out[key] = ItemDef(key, int(getattr(it, "number", 0) or 0), str(getattr(it, "name", key)),
-                               int(getattr(it, "length", 0) or 0), str(getattr(it, "data_type", "text") or "text"),
-                               str(getattr(it, "parent", "Tumor")))
-        return out
-    sid, snum, sname = _SEX[version]
-    return {r[0]: ItemDef(*r) for r in [*_CORE, (sid, snum, sname, 1, "digits", "Patient")]}  # type: ignore[arg-type]
+    from chartkeeper.registry import naaccr
+
+    return {str(key): ItemDef(str(key), it.number, it.name, it.length, str(it.data_type), str(it.parent))
+            for key, it in naaccr.dictionary(version).items.items()}
 
 
 def _date_ok(value: str) -> bool:
@@ -381,40 +343,24 @@ def _date_ok(value: str) -> bool:
 
 
 def check_value(item: ItemDef, value: str, version: str = DEFAULT_VERSION) -> str | None:
-    """A problem sentence for ``value`` in ``item`` of NAACCR ``version`` (without the item's name), or
-    None."""
-    try:
-        from chartkeeper.registry import naaccr  # type: ignore[attr-defined]
-    except ImportError:
-        naaccr = None
-    if naaccr is not None and hasattr(naaccr, "check_value"):
-        try:
-            d = naaccr.dictionary(version)
-            engine_item = d.items.get(item.naaccr_id)
-        except Exception:  # noqa: BLE001 - fall back to the length and type check below
-            engine_item = None
-        if engine_item is not None:
-            problem = naaccr.check_value(engine_item, value)
-            return str(problem) if problem else None
-    if item.length and len(value) > item.length:
-        return f"is {len(value)} characters long; the item holds at most {item.length}"
-    t = item.data_type
-    if t == "digits" and not value.isdigit():
-        return "must be digits only"
-    if t == "alpha" and not value.isalpha():
-        return "must be letters only"
-    if t == "mixed" and not value.isalnum():
-        return "must be letters and digits only"
-    if t == "numeric" and not re.fullmatch(r"-?\d+(\.\d+)?", value):
-        return "must be a number"
-    if t == "date" and not _date_ok(value):
+    """A problem sentence for ``value`` in ``item`` of NAACCR ``version`` (the dictionary's length and
+    type check, ``registry.naaccr``), or None."""
+    from chartkeeper.registry import naaccr
+
+    engine_item = naaccr.dictionary(version).items.get(naaccr.NaaccrId(item.naaccr_id))
+    if engine_item is None:
+        return "is not an item of this NAACCR version"
+    problem = naaccr.check_value(engine_item, value)
+    if problem:
+        return str(problem)
+    if item.data_type == "date" and not _date_ok(value):
         return "must be a date written YYYYMMDD (or YYYY, YYYYMM), and a day that exists"
     return None
 
 
 def _naaccr() -> Any:
     try:
-        from chartkeeper.registry import naaccr  # type: ignore[attr-defined]
+        from chartkeeper.registry import naaccr
     except ImportError:
         raise RegistryError(501, "Reading and writing NAACCR XML needs chartkeeper.registry.naaccr, which is not "
                             "installed in this build.", code="not-supported") from None
@@ -422,14 +368,17 @@ def _naaccr() -> Any:
 
 
 def naaccr_read(path: Path) -> tuple[dict[str, str], Iterator[Any]]:
-    """(the file's header items, its patients and rejects streamed)."""
+    """(the file's header: naaccrVersion, baseDictionaryUri, recordType; its patients and rejects streamed)."""
     eng = _naaccr()
     reader = eng.read(path)
-    header = getattr(reader, "header", None) or {}
-    if not isinstance(header, dict):
-        header = dict(getattr(header, "items", {}) or {}) | {
-            k: str(getattr(header, k)) for k in ("naaccrVersion", "recordType") if getattr(header, k, None)}
-    return {str(k): str(v) for k, v in header.items()}, iter(reader)
+    h = getattr(reader, "header", None)
+    if isinstance(h, dict):
+        header = {str(k): str(v) for k, v in h.items()}
+    else:
+        header = {"naaccrVersion": str(getattr(h, "version", "") or ""),
+                  "baseDictionaryUri": str(getattr(h, "base_dictionary_uri", "") or ""),
+                  "recordType": str(getattr(h, "record_type", "") or "")}
+    return header, iter(reader)
 
 
 def naaccr_write(out: IO[bytes], header: dict[str, str], patients: Iterable[Any], version: str, record_type: str) -> None:
@@ -439,7 +388,7 @@ def naaccr_write(out: IO[bytes], header: dict[str, str], patients: Iterable[Any]
 
 def naaccr_patient(items: dict[str, str], tumors: list[dict[str, str]]) -> Any:
     eng = _naaccr()
-    return eng.NaaccrPatient(items=items, tumors=tumors, line=None)
+    return eng.NaaccrPatient(items=items, tumors=tumors, line=0)
 
 
 # ================================================================================================
@@ -729,8 +678,8 @@ class RegistryService:
         for s, res, result, kind, code in found:
             link = None
             for t in tumors.get(s.patient_id or "", ()):
-                if same_tumor({"primarySite": t.primary_site, "laterality": t.laterality,
-                               "histologicTypeIcdO3": t.histology}, result):
+                if same_tumor({"primarySite": t.primary_site, "laterality": t.laterality, "histologicTypeIcdO3": t.histology,
+                               "dateOfDiagnosis": t.date_of_diagnosis}, result, _source_day(s.resource_type, res)):
                     link = t.id
                     break
             values = {
@@ -764,7 +713,7 @@ class RegistryService:
         ids = sorted(p for p in pids if p)
         for i in range(0, len(ids), 500):
             for r in conn.execute(select(TUM.c.id, TUM.c.patient_id, TUM.c.primary_site, TUM.c.laterality,
-                                         TUM.c.histology).where(TUM.c.patient_id.in_(ids[i:i + 500]))
+                                         TUM.c.histology, TUM.c.date_of_diagnosis).where(TUM.c.patient_id.in_(ids[i:i + 500]))
                                   .order_by(TUM.c.created_at)):
                 out[r.patient_id].append(r)
         return out
@@ -978,11 +927,14 @@ class RegistryService:
             conn.execute(update(SUS).where(SUS.c.id == row.id).values(
                 status=ACCEPTED, tumor_id=tumor_id, decided_by=principal.user_id, decided_at=now))
             # Other reports of this tumour waiting in the queue: suggest linking them to it.
-            site = conn.execute(select(TUM.c.primary_site, TUM.c.laterality).where(TUM.c.id == tumor_id)).one()
+            site = conn.execute(select(TUM.c.primary_site, TUM.c.laterality, TUM.c.histology, TUM.c.date_of_diagnosis)
+                                .where(TUM.c.id == tumor_id)).one()
             for other in conn.execute(select(SUS).where(SUS.c.patient_id == row.patient_id, SUS.c.status == PENDING,
                                                         SUS.c.link_tumor_id.is_(None))).all():
-                if same_tumor({"primarySite": site.primary_site, "laterality": site.laterality},
-                              Screen(True, site=other.suggested_site, laterality=other.suggested_laterality)):
+                if same_tumor({"primarySite": site.primary_site, "laterality": site.laterality,
+                               "histologicTypeIcdO3": site.histology, "dateOfDiagnosis": site.date_of_diagnosis},
+                              Screen(True, site=other.suggested_site, histology=other.suggested_histology,
+                                     laterality=other.suggested_laterality), other.source_date):
                     conn.execute(update(SUS).where(SUS.c.id == other.id).values(link_tumor_id=tumor_id))
             self.records.audit(conn, principal, "registry.accept", resource_type=RTYPE, resource_id=tumor_id,
                                patient_id=row.patient_id,
@@ -1476,7 +1428,7 @@ class RegistryService:
                         progress(sum(written.values()))
                 last = rows[-1].id
 
-        naaccr_write(out, {"naaccrVersion": version, "recordType": record_type}, patients(), version, record_type)
+        naaccr_write(out, {}, patients(), version, record_type)
         with self.db.begin() as conn:
             audit.record_many(conn, principal, "export", "success", [
                 {"patient_id": pid, "resource_type": RTYPE, "detail": f"NAACCR {version} export, record type {record_type}"}

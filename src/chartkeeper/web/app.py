@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chartkeeper import __version__
+from chartkeeper.coding.api import router as coding_router
 from chartkeeper.completion.rules import load_rules
 from chartkeeper.completion.schedule import ReminderLoop
 from chartkeeper.completion.service import CompletionService, reset_listener_rules
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     app.include_router(fhir_router)
     app.include_router(registry_router)
+    app.include_router(coding_router)
     app.include_router(pages.router)
     app.include_router(completion_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

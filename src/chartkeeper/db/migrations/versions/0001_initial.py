@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 22:56:07.759371
+Create Date: 2026-11-22 23:34:14.466814
 """
 
 import sqlalchemy as sa
@@ -74,6 +74,111 @@ def upgrade() -> None:
             sqlite_where=sa.text("seq IS NULL"),
         )
         batch_op.create_index("ix_audit_log_user_at", ["user_id", "at"], unique=False)
+
+    op.create_table(
+        "coding_abstract",
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("setting", sa.String(length=16), nullable=False),
+        sa.Column("encounter_class", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("admitted_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("discharged_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("assigned_to", sa.String(length=64), nullable=True),
+        sa.Column("assigned_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finalized_by", sa.String(length=64), nullable=True),
+        sa.Column("finalized_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claim_id", sa.String(length=64), nullable=True),
+        sa.Column("drg", sa.String(length=8), nullable=True),
+        sa.Column("drg_title", sa.String(length=300), nullable=False),
+        sa.Column("drg_detail", sa.Text(), nullable=False),
+        sa.Column("edits_checked", sa.String(length=64), nullable=False),
+        sa.Column("reopened_reason", sa.String(length=1000), nullable=False),
+        sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("encounter_id", name=op.f("pk_coding_abstract")),
+    )
+    with op.batch_alter_table("coding_abstract", schema=None) as batch_op:
+        batch_op.create_index("ix_coding_abstract_assigned", ["assigned_to", "status"], unique=False)
+        batch_op.create_index("ix_coding_abstract_finalized", ["finalized_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_coding_abstract_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index("ix_coding_abstract_status_discharged", ["status", "discharged_at"], unique=False)
+
+    op.create_table(
+        "coding_code",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=2), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("code", sa.String(length=16), nullable=False),
+        sa.Column("system", sa.String(length=16), nullable=False),
+        sa.Column("poa", sa.String(length=1), nullable=True),
+        sa.Column("performed", sa.Date(), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coding_code")),
+        sa.UniqueConstraint("encounter_id", "kind", "seq", name="uq_coding_code_seq"),
+    )
+    op.create_table(
+        "coding_decision",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=2), nullable=False),
+        sa.Column("system", sa.String(length=16), nullable=False),
+        sa.Column("suggested_code", sa.String(length=16), nullable=False),
+        sa.Column("title", sa.String(length=300), nullable=False),
+        sa.Column("evidence", sa.Text(), nullable=False),
+        sa.Column("suggested_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decision", sa.String(length=16), nullable=False),
+        sa.Column("final_code", sa.String(length=16), nullable=True),
+        sa.Column("coder", sa.String(length=64), nullable=True),
+        sa.Column("decided_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("inferred", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coding_decision")),
+        sa.UniqueConstraint("encounter_id", "kind", "suggested_code", name="uq_coding_decision_suggestion"),
+    )
+    with op.batch_alter_table("coding_decision", schema=None) as batch_op:
+        batch_op.create_index("ix_coding_decision_decided", ["decided_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_coding_decision_encounter_id"), ["encounter_id"], unique=False)
+
+    op.create_table(
+        "coding_hcpcs",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("code", sa.String(length=5), nullable=False),
+        sa.Column("short_description", sa.String(length=100), nullable=False),
+        sa.Column("long_description", sa.Text(), nullable=False),
+        sa.Column("effective_from", sa.Date(), nullable=True),
+        sa.Column("effective_to", sa.Date(), nullable=True),
+        sa.Column("source_file", sa.String(length=300), nullable=False),
+        sa.Column("imported_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coding_hcpcs")),
+        sa.UniqueConstraint("code", "effective_from", name="uq_coding_hcpcs_code_from"),
+    )
+    with op.batch_alter_table("coding_hcpcs", schema=None) as batch_op:
+        batch_op.create_index("ix_coding_hcpcs_code", ["code"], unique=False)
+
+    op.create_table(
+        "coding_query",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("encounter_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("physician_id", sa.String(length=64), nullable=False),
+        sa.Column("asked_by", sa.String(length=64), nullable=False),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("options", sa.Text(), nullable=False),
+        sa.Column("evidence", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("answer", sa.String(length=300), nullable=False),
+        sa.Column("answer_text", sa.String(length=1000), nullable=False),
+        sa.Column("answered_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("addendum_id", sa.String(length=64), nullable=True),
+        sa.Column("withdrawn_reason", sa.String(length=1000), nullable=False),
+        sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coding_query")),
+    )
+    with op.batch_alter_table("coding_query", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_coding_query_encounter_id"), ["encounter_id"], unique=False)
+        batch_op.create_index("ix_coding_query_physician_status", ["physician_id", "status"], unique=False)
 
     op.create_table(
         "completion_chart",
@@ -504,6 +609,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_completion_chart_discharged_at"))
 
     op.drop_table("completion_chart")
+    with op.batch_alter_table("coding_query", schema=None) as batch_op:
+        batch_op.drop_index("ix_coding_query_physician_status")
+        batch_op.drop_index(batch_op.f("ix_coding_query_encounter_id"))
+
+    op.drop_table("coding_query")
+    with op.batch_alter_table("coding_hcpcs", schema=None) as batch_op:
+        batch_op.drop_index("ix_coding_hcpcs_code")
+
+    op.drop_table("coding_hcpcs")
+    with op.batch_alter_table("coding_decision", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_coding_decision_encounter_id"))
+        batch_op.drop_index("ix_coding_decision_decided")
+
+    op.drop_table("coding_decision")
+    op.drop_table("coding_code")
+    with op.batch_alter_table("coding_abstract", schema=None) as batch_op:
+        batch_op.drop_index("ix_coding_abstract_status_discharged")
+        batch_op.drop_index(batch_op.f("ix_coding_abstract_patient_id"))
+        batch_op.drop_index("ix_coding_abstract_finalized")
+        batch_op.drop_index("ix_coding_abstract_assigned")
+
+    op.drop_table("coding_abstract")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_user_at")
         batch_op.drop_index("ix_audit_log_unsealed", postgresql_where=sa.text("seq IS NULL"), sqlite_where=sa.text("seq IS NULL"))

@@ -102,7 +102,9 @@ def test_import_keeps_good_records_and_reports_rejects_then_export(imported, tmp
     rep = json.loads(r.stdout)
     patients = text.count("<Patient>")
     assert rep["patients"] == patients - 1 and len(rep["rejects"]) >= 1
-    assert any("dateOfDiagnosis (390)" in x["reason"] and x["line"] for x in rep["rejects"])
+    # The reject names the line, the patient, the item and its number.
+    assert any(x["item_id"] == "dateOfDiagnosis" and x["line"] and x["patient_index"] == 1 and "390" in x["reason"]
+               for x in rep["rejects"])
     with imported.read() as c:
         n = c.execute(select(func.count()).select_from(RegistryTumorRow.__table__)).scalar_one()
     assert n == text.count("<Tumor>") - 1  # all but the spoiled (first) patient's one tumour

@@ -1,0 +1,1 @@
+"""Generated NAACCR item tables (scripts/gen_naaccr_items.py)."""

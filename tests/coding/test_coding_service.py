@@ -1,0 +1,506 @@
+"""The coding workflow as coders and physicians use it, on SQLite and PostgreSQL: the queue of
+discharged encounters, coding and finalizing (Encounter.diagnosis, the Claim), compliant physician
+queries answered as addenda, the decisions on suggestions and the accuracy and throughput reports,
+the HCPCS table. Then the rules one by one."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from coding_helpers import NOW, SYSTEM, audit_actions, encounter
+from sqlalchemy import delete, select
+
+from chartkeeper.coding.case import Evidence, Suggestion
+from chartkeeper.coding.codes import HCPCSCode, ICD10CMCode, ICD10PCSCode
+from chartkeeper.coding.models import AbstractRow, AbstractStatus, CodingSetting, Decision, QueryStatus
+from chartkeeper.coding.service import (
+    OTHER,
+    QUERY_CODES,
+    UNDETERMINED,
+    CodingError,
+    DecisionInput,
+    DiagnosisInput,
+    HcpcsEntry,
+    ProcedureInput,
+    QueryEvidence,
+    QueueFilter,
+    check_query,
+    claim_resource,
+    encounter_with_diagnoses,
+    parse_codes,
+    query_task,
+)
+from chartkeeper.fhir.errors import FhirError
+from chartkeeper.fhir.store import FhirStore
+
+PNEUMONIA = [DiagnosisInput("J18.9", "Y"), DiagnosisInput("I10", "Y"), DiagnosisInput("D64.9", "Y")]
+CHEST_XRAY = [ProcedureInput("BW03ZZZ")]
+QUESTION = "Based on the clinical indicators below, can the type of anemia being treated be further specified?"
+OPTIONS = ["Acute blood loss anemia", "Anemia of chronic disease", "Iron deficiency anemia"]
+EVIDENCE = [QueryEvidence("Observation/hgb-ann", "Hemoglobin 7.9 g/dL on day 2"),
+            QueryEvidence("DocumentReference/sum-ann", "3. Anemia")]
+
+
+def _abstract_count(db) -> int:
+    with db.begin() as conn:
+        return len(conn.execute(select(AbstractRow.__table__)).all())
+
+
+# ================================================================================================
+# The coder's day
+
+
+def test_discharged_encounters_wait_in_the_queue_oldest_first(svc, people, put, hospital):
+    page = svc.queue(people.coder)
+    # Ann's stay still in hospital is not there; the restricted patient's stay is not shown (nor counted).
+    assert [r.encounter_id for r in page.rows] == ["er-bob", "stay-ann", "visit-bob"]
+    assert page.total == 3
+    assert [r.setting for r in page.rows] == [CodingSetting.EMERGENCY, CodingSetting.INPATIENT, CodingSetting.OUTPATIENT]
+    assert all(r.status is AbstractStatus.UNCODED for r in page.rows)
+    assert [r.age_days(NOW) for r in page.rows] == [20, 5, 1]
+    assert page.patients["ann"] == "Pat Ames (MRN-1)"
+    assert [r.encounter_id for r in svc.queue(people.coder, QueueFilter(setting=CodingSetting.INPATIENT)).rows] == ["stay-ann"]
+    assert [r.encounter_id for r in svc.queue(people.coder, QueueFilter(older_than_days=3)).rows] == ["er-bob", "stay-ann"]
+
+    counts = svc.counts(people.coder, now=NOW)
+    assert counts["dnfb"] == 3 and counts["by_setting"] == {"inpatient": 1, "outpatient": 1, "emergency": 1}
+    assert {b["days"]: b["count"] for b in counts["by_age"]} == {"0-3": 1, "4-7": 1, "8-14": 0, "15-30": 1, "31+": 0}
+    assert counts["oldest_days"] == 20 and counts["mine"] == 0
+
+    # Ann goes home: her second stay enters the queue by itself (the write listener).
+    put(encounter("now-ann", "ann", "IMP", discharged_days_ago=0.1))
+    assert "now-ann" in {r.encounter_id for r in svc.queue(people.coder).rows}
+
+
+def test_sync_makes_abstracts_for_encounters_written_before(svc, db, people, hospital):
+    with db.begin() as conn:
+        conn.execute(delete(AbstractRow.__table__))
+    assert svc.queue(people.coder).total == 0
+    assert svc.sync(SYSTEM) == 4  # the restricted stay too: it is hidden, not forgotten
+    assert svc.queue(people.coder).total == 3
+    assert svc.sync(SYSTEM) == 0
+
+
+def test_code_and_finalize_an_inpatient_stay(svc, records, people, hospital, db):
+    a = svc.assign(people.coder, "stay-ann")
+    assert a.status is AbstractStatus.IN_PROGRESS and a.item.assigned_to == people.coder.user_id
+    a = svc.save_codes(people.coder, "stay-ann", PNEUMONIA, CHEST_XRAY)
+    assert [(str(d.code), d.poa, d.seq) for d in a.diagnoses] == [("J189", "Y", 1), ("I10", "Y", 2), ("D649", "Y", 3)]
+    assert isinstance(a.diagnoses[0].code, ICD10CMCode) and isinstance(a.procedures[0].code, ICD10PCSCode)
+
+    done = svc.finalize(people.coder, "stay-ann")
+    assert done.abstract.status is AbstractStatus.FINAL
+    assert done.abstract.finalized_by == people.coder.user_id and done.encounter_version == 2
+
+    enc = records.read(SYSTEM, "Encounter", "stay-ann").resource()
+    assert [d["rank"] for d in enc["diagnosis"]] == [1, 2, 3]
+    conds = {c["id"]: c for c in enc["contained"]}
+    assert [conds[d["condition"]["reference"][1:]]["code"]["coding"][0]["code"] for d in enc["diagnosis"]] == \
+        ["J18.9", "I10", "D64.9"]
+    claim = records.read(SYSTEM, "Claim", done.claim_id).resource()
+    assert claim["patient"] == {"reference": "Patient/ann"}
+    assert [(d["sequence"], d["diagnosisCodeableConcept"]["coding"][0]["code"], d["onAdmission"]["coding"][0]["code"])
+            for d in claim["diagnosis"]] == [(1, "J18.9", "y"), (2, "I10", "y"), (3, "D64.9", "y")]
+    assert claim["procedure"][0]["procedureCodeableConcept"]["coding"][0]["code"] == "BW03ZZZ"
+    assert claim["item"][0]["encounter"] == [{"reference": "Encounter/stay-ann"}]
+    # FHIR clients find the claim of the encounter.
+    assert [m.id for m in records.search(SYSTEM, "Claim", [("encounter", "Encounter/stay-ann")]).matches] == [done.claim_id]
+    # It left the DNFB list; every step is in the audit log under the coder's name.
+    assert "stay-ann" not in {r.encounter_id for r in svc.queue(people.coder).rows}
+    assert svc.counts(people.coder)["dnfb"] == 2
+    acts = audit_actions(db, people.coder.user_id)
+    assert {"coding.assign", "coding.codes", "coding.finalize"} <= acts and {"create", "update"} <= acts
+
+
+def test_outpatient_visit_codes_hcpcs_as_claim_lines(svc, records, people, hospital):
+    svc.save_codes(people.coder, "visit-bob", [DiagnosisInput("I10")], [ProcedureInput("99213"), ProcedureInput("J1100")])
+    done = svc.finalize(people.coder, "visit-bob")
+    claim = records.read(SYSTEM, "Claim", done.claim_id).resource()
+    assert [i["productOrService"]["coding"][0]["code"] for i in claim["item"]] == ["99213", "J1100"]
+    assert "procedure" not in claim and "onAdmission" not in claim["diagnosis"][0]
+    assert done.abstract.drg is None
+
+
+def test_reopen_and_finalize_again_writes_new_versions(svc, records, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    first = svc.finalize(people.coder, "stay-ann")
+    with pytest.raises(CodingError) as err:
+        svc.save_codes(people.coder, "stay-ann", PNEUMONIA[:1], [])
+    assert err.value.status == 409 and "re-open" in err.value.message
+    with pytest.raises(CodingError) as err:
+        svc.reopen(people.coder, "stay-ann", "")
+    assert err.value.status == 422 and "reason" in err.value.message
+    a = svc.reopen(people.coder2, "stay-ann", "pathology report arrived after coding")
+    assert a.status is AbstractStatus.IN_PROGRESS and a.item.assigned_to == people.coder2.user_id
+    svc.save_codes(people.coder2, "stay-ann", [DiagnosisInput("J15.9", "Y"), *PNEUMONIA[1:]], [])
+    second = svc.finalize(people.coder2, "stay-ann")
+    assert second.claim_id == first.claim_id and second.encounter_version == 3
+    assert records.read(SYSTEM, "Claim", first.claim_id).version_id == 2
+    enc = records.read(SYSTEM, "Encounter", "stay-ann").resource()
+    assert len(enc["diagnosis"]) == 3 and enc["contained"][0]["code"]["coding"][0]["code"] == "J15.9"
+
+
+# ================================================================================================
+# Bad input: a sentence naming the field, nothing changed
+
+
+def test_wrong_codes_are_reported_each_with_its_position_and_nothing_is_stored(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA[:1], [])
+    with pytest.raises(CodingError) as err:
+        svc.save_codes(people.coder, "stay-ann",
+                       [DiagnosisInput("J18.9", "Y"), DiagnosisInput("E11.9999X", "Y"), DiagnosisInput("I10", "Q"),
+                        DiagnosisInput("j18.9", "Y")],
+                       [ProcedureInput("99213"), ProcedureInput("0DTJ4ZZ", system="icd10cm")])
+    e = err.value
+    assert e.status == 422
+    paths = [i.path for i in e.issues]
+    assert paths == ["diagnoses[1].code", "diagnoses[2].poa", "diagnoses[3].code", "procedures[0].code",
+                     "procedures[1].system"]
+    assert "write it like E11.22" in e.issues[0].message
+    assert "Y (yes), N (no)" in e.issues[1].message
+    assert "listed twice" in e.issues[2].message
+    assert "inpatient procedures are coded in ICD-10-PCS" in e.issues[3].message
+    assert [str(d.code) for d in svc.abstract(people.coder, "stay-ann").diagnoses] == ["J189"]
+
+
+def test_poa_is_for_inpatients_only(svc, people, hospital):
+    with pytest.raises(CodingError) as err:
+        svc.save_codes(people.coder, "visit-bob", [DiagnosisInput("I10", "Y")], [ProcedureInput("0DTJ4ZZ")])
+    assert [i.path for i in err.value.issues] == ["diagnoses[0].poa", "procedures[0].code"]
+    assert "inpatient stays only" in err.value.issues[0].message
+    assert "coded in HCPCS/CPT" in err.value.issues[1].message
+
+
+def test_an_encounter_not_discharged_cannot_be_coded(svc, people, hospital, db):
+    with pytest.raises(CodingError) as err:
+        svc.assign(people.coder, "now-ann")
+    assert err.value.status == 422 and "not discharged" in err.value.message
+    assert err.value.issues[0].path == "Encounter.status"
+    with pytest.raises(CodingError) as err:
+        svc.abstract(people.coder, "no-such-encounter")
+    assert err.value.status == 404
+    assert "denied" not in audit_actions(db, people.coder.user_id, outcome="denied")
+    assert "coding.assign" in audit_actions(db, people.coder.user_id, outcome="failure")
+
+
+def test_finalize_refuses_while_error_edits_remain_and_changes_nothing(svc, records, people, hospital):
+    with pytest.raises(CodingError) as err:
+        svc.finalize(people.coder, "stay-ann")
+    assert err.value.status == 422 and "no diagnosis" in err.value.message
+    svc.save_codes(people.coder, "stay-ann", [DiagnosisInput("J18.9"), DiagnosisInput("I10", "Y")], [])
+    with pytest.raises(CodingError) as err:
+        svc.finalize(people.coder, "stay-ann")
+    assert "Present-on-admission is missing for J18.9" in err.value.message
+    assert svc.abstract(people.coder, "stay-ann").status is AbstractStatus.IN_PROGRESS
+    assert records.read(SYSTEM, "Encounter", "stay-ann").version_id == 1
+    assert records.search(SYSTEM, "Claim", []).total == 0
+
+
+# ================================================================================================
+# Who may do what
+
+
+def test_one_coder_at_a_time(svc, people, hospital, db):
+    svc.assign(people.coder, "stay-ann")
+    with pytest.raises(CodingError) as err:
+        svc.save_codes(people.coder2, "stay-ann", PNEUMONIA, [])
+    assert err.value.status == 409 and "assigned to another coder" in err.value.message
+    a = svc.assign(people.coder2, "stay-ann")  # taking it over is an explicit, audited act
+    assert a.item.assigned_to == people.coder2.user_id
+    svc.save_codes(people.coder2, "stay-ann", PNEUMONIA, [])
+    with pytest.raises(CodingError) as err:
+        svc.assign(people.coder2, "stay-ann", people.tech.user_id)
+    assert err.value.status == 422 and "coder role" in err.value.message
+    assert svc.assign(people.coder2, "stay-ann", people.coder.user_id).item.assigned_to == people.coder.user_id
+
+
+def test_roles_and_restricted_patients(svc, people, hospital):
+    # Registrars and technicians may look at coding; they do not code. Release specialists see none of it.
+    assert svc.queue(people.registrar).total == 3
+    for who in (people.registrar, people.tech, people.dr_a):
+        with pytest.raises(FhirError) as err:
+            svc.assign(who, "stay-ann")
+        assert err.value.status == 403
+    with pytest.raises(FhirError) as err:
+        svc.queue(people.release)
+    assert err.value.status == 403
+    # The restricted patient's stay: refused by id, whatever the operation.
+    for call in (lambda: svc.abstract(people.coder, "stay-vip"), lambda: svc.assign(people.coder, "stay-vip"),
+                 lambda: svc.save_codes(people.coder, "stay-vip", PNEUMONIA, [])):
+        with pytest.raises(FhirError) as err:
+            call()
+        assert err.value.status == 403 and "restricted" in err.value.message
+
+
+# ================================================================================================
+# Physician queries
+
+
+def test_query_lands_in_the_physicians_inbox_and_the_answer_reopens_coding(svc, records, people, hospital, db):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    q = svc.send_query(people.coder, "stay-ann", "dr-a", QUESTION, OPTIONS, EVIDENCE)
+    assert q.options == [*OPTIONS, OTHER, UNDETERMINED] and q.status is QueryStatus.OPEN
+    assert svc.abstract(people.coder, "stay-ann").status is AbstractStatus.QUERY_PENDING
+    # The physician sees it; the other physician does not; FHIR clients see the Task.
+    assert [x.id for x in svc.physician_queries(people.dr_a)] == [q.id]
+    assert svc.physician_queries(people.dr_b) == []
+    tasks = records.search(SYSTEM, "Task", [("owner", "Practitioner/dr-a"), ("status", "requested"),
+                                            ("code", f"{QUERY_CODES}|coding-query")]).matches
+    assert [t.id for t in tasks] == [q.id]
+    # Coding waits for the answer.
+    with pytest.raises(CodingError) as err:
+        svc.finalize(people.coder, "stay-ann")
+    assert err.value.status == 409 and "query" in err.value.message
+    # Only the queried physician answers, with one of the options.
+    with pytest.raises(FhirError) as err:
+        svc.answer_query(people.dr_b, q.id, OPTIONS[0])
+    assert err.value.status == 403
+    with pytest.raises(CodingError) as err:
+        svc.answer_query(people.dr_a, q.id, "Sickle cell anemia")
+    assert err.value.status == 422 and "choose one of the options" in err.value.message
+    with pytest.raises(CodingError) as err:
+        svc.answer_query(people.dr_a, q.id, OTHER)
+    assert "answer_text" in err.value.message
+
+    done = svc.answer_query(people.dr_a, q.id, OTHER, "Anemia due to chemotherapy")
+    assert done.status is QueryStatus.ANSWERED and done.addendum_id
+    doc = records.read(SYSTEM, "DocumentReference", done.addendum_id).resource()
+    assert doc["docStatus"] == "final" and doc["authenticator"] == {"reference": "Practitioner/dr-a"}
+    assert doc["relatesTo"] == [{"code": "appends", "target": {"reference": "DocumentReference/sum-ann"}}]
+    text = base64.b64decode(doc["content"][0]["attachment"]["data"]).decode()
+    assert "Answer: Other (please specify): Anemia due to chemotherapy" in text
+    task = records.read(SYSTEM, "Task", q.id).resource()
+    assert task["status"] == "completed" and task["output"][0]["valueString"].endswith("due to chemotherapy")
+    assert svc.abstract(people.coder, "stay-ann").status is AbstractStatus.IN_PROGRESS
+    with pytest.raises(CodingError) as err:
+        svc.answer_query(people.dr_a, q.id, OPTIONS[0])
+    assert err.value.status == 409
+    assert "coding.answer" in audit_actions(db, people.dr_a.user_id)
+
+
+def test_a_query_after_final_reopens_coding_when_answered(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    svc.finalize(people.coder, "stay-ann")
+    q = svc.send_query(people.coder, "stay-ann", "dr-a", QUESTION, OPTIONS, EVIDENCE)
+    svc.answer_query(people.dr_a, q.id, OPTIONS[1])
+    a = svc.abstract(people.coder, "stay-ann")
+    assert a.status is AbstractStatus.IN_PROGRESS and a.reopened_reason == "query answered"
+
+
+def test_withdrawn_query_lets_coding_go_on(svc, records, people, hospital):
+    q = svc.send_query(people.coder, "stay-ann", "dr-a", QUESTION, OPTIONS, EVIDENCE)
+    w = svc.withdraw_query(people.coder, q.id, "documentation arrived in the discharge summary")
+    assert w.status is QueryStatus.WITHDRAWN
+    assert records.read(SYSTEM, "Task", q.id).resource()["status"] == "cancelled"
+    assert svc.abstract(people.coder, "stay-ann").status is AbstractStatus.IN_PROGRESS
+
+
+@pytest.mark.parametrize("question,options,needle", [
+    ("Please document acute blood loss anemia if clinically supported by the indicators.", OPTIONS,
+     '"please document" leads'),
+    ("Does the patient have acute blood loss anemia based on the indicators below?", OPTIONS,
+     'names "Acute blood loss anemia"'),
+    (QUESTION + " Specifying it would change the DRG.", OPTIONS, "mentions DRG"),
+    (QUESTION, ["Acute blood loss anemia", "MCC-level anemia"], "mentions CC/MCC"),
+    (QUESTION, ["Acute blood loss anemia"], "at least two clinically reasonable options"),
+    (QUESTION, ["Acute blood loss anemia", "Other", "clinically undetermined"], "at least two"),
+    (QUESTION, [], "at least two"),
+    ("Anemia?", OPTIONS, "at least 15 characters"),
+])
+def test_non_compliant_queries_are_refused_with_the_reason(svc, people, hospital, question, options, needle):
+    issues = check_query(question, options)
+    assert any(needle in i.message for i in issues), [i.message for i in issues]
+    with pytest.raises(CodingError) as err:
+        svc.send_query(people.coder, "stay-ann", "dr-a", question, options, EVIDENCE)
+    assert err.value.status == 422 and needle in err.value.message
+    assert svc.abstract(people.coder, "stay-ann").queries == []
+
+
+def test_compliant_questions_pass():
+    assert check_query(QUESTION, OPTIONS) == []
+    # Naming every option (or none) does not lead; clinical "cc" volumes are not payment words.
+    assert check_query("Is the anemia acute blood loss anemia, anemia of chronic disease or iron deficiency "
+                       "anemia, or something else?", OPTIONS) == []
+    assert check_query("Blood loss of 500 cc was recorded; please clarify the type of anemia treated.", OPTIONS) == []
+
+
+def test_query_needs_evidence_of_this_patient_and_a_real_physician(svc, people, hospital):
+    with pytest.raises(CodingError) as err:
+        svc.send_query(people.coder, "stay-ann", "dr-nobody", QUESTION, OPTIONS,
+                       [QueryEvidence("DocumentReference/sum-vip", "Anemia"), QueryEvidence("Observation", "x")])
+    paths = [i.path for i in err.value.issues]
+    assert paths == ["physician_id", "evidence[0].reference", "evidence[1].reference"]
+    assert "not in this patient's record" in err.value.issues[1].message
+    with pytest.raises(CodingError) as err:
+        svc.send_query(people.coder, "stay-ann", "dr-a", QUESTION, OPTIONS, [])
+    assert [i.path for i in err.value.issues] == ["evidence"]
+
+
+# ================================================================================================
+# Suggestions, decisions and the reports
+
+
+def _suggestion(code, kind="diagnosis", title="", principal=False):
+    cls = ICD10CMCode if kind == "diagnosis" else ICD10PCSCode
+    return Suggestion(kind, cls(code), title or code, (Evidence("sum-ann", "Community acquired pneumonia", 40, 68),),
+                      principal=principal)
+
+
+def test_decisions_are_stored_and_measured(svc, people, hospital, db):
+    sugg = svc.store_suggestions(people.coder, "stay-ann", [
+        _suggestion("J18.9", principal=True), _suggestion("D64.9"), _suggestion("E11.9"), _suggestion("I10"),
+        _suggestion("BW03ZZZ", "procedure")])
+    assert [s.decision for s in sugg] == [Decision.PENDING] * 5
+    assert sugg[0].evidence[0]["sentence"] == "Community acquired pneumonia"
+    a = svc.decide(people.coder, "stay-ann", [
+        DecisionInput("J18.9", Decision.ACCEPTED, poa="Y"), DecisionInput("D64.9", Decision.EDITED, "D62", poa="Y"),
+        DecisionInput("E11.9", Decision.REJECTED), DecisionInput("BW03ZZZ", Decision.REJECTED)])
+    assert [(str(d.code), d.source.value) for d in a.diagnoses] == [("J189", "suggested"), ("D62", "suggested")]
+    assert a.procedures == []
+    # I10 the coder enters by hand and never decides: finalizing counts it accepted (inferred).
+    svc.save_codes(people.coder, "stay-ann", [*[DiagnosisInput(str(d.code), d.poa, d.source) for d in a.diagnoses],
+                                              DiagnosisInput("I10", "Y")], [])
+    svc.finalize(people.coder, "stay-ann")
+    states = {str(s.code): s for s in svc.abstract(people.coder, "stay-ann").suggestions}
+    assert states["I10"].decision is Decision.ACCEPTED and states["I10"].inferred
+    assert states["D649"].final_code == "D62"
+
+    acc = {r.system: r for r in svc.accuracy(people.coder)}
+    cm = acc["icd10cm"]
+    assert (cm.suggestions, cm.accepted, cm.edited, cm.rejected, cm.inferred) == (4, 2, 1, 1, 1)
+    assert cm.share(Decision.ACCEPTED) == 0.5 and cm.coder_name == "Carla"
+    assert (acc["icd10pcs"].suggestions, acc["icd10pcs"].rejected) == (1, 1)
+    tp = svc.throughput(people.coder)
+    assert [(r.coder_name, r.finalized, r.days) for r in tp] == [("Carla", 1, 1)]
+    assert tp[0].median_minutes is not None and tp[0].median_minutes >= 0
+
+
+def test_wrong_decisions_change_nothing(svc, people, hospital):
+    svc.store_suggestions(people.coder, "stay-ann", [_suggestion("J18.9"), _suggestion("D64.9")])
+    with pytest.raises(CodingError) as err:
+        svc.decide(people.coder, "stay-ann", [
+            DecisionInput("J18.9", Decision.ACCEPTED), DecisionInput("E11.9", Decision.ACCEPTED),
+            DecisionInput("D64.9", Decision.EDITED, "0DTJ4ZZ"), DecisionInput("D64.9", Decision.EDITED, "D64.9")])
+    assert [i.path for i in err.value.issues] == ["decisions[1].code", "decisions[2].final_code", "decisions[3].decision"]
+    a = svc.abstract(people.coder, "stay-ann")
+    assert a.diagnoses == [] and {s.decision for s in a.suggestions} == {Decision.PENDING}
+
+
+def test_throughput_counts_per_day_and_median_minutes(svc, people, hospital):
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    for eid, minutes, day in (("stay-ann", 30, 0), ("visit-bob", 10, 0), ("er-bob", 20, 1)):
+        svc.assign(people.coder, eid, now=t0 + timedelta(days=day))
+        codes = PNEUMONIA[:1] if eid == "stay-ann" else [DiagnosisInput("I10")]
+        svc.save_codes(people.coder, eid, codes, [], now=t0 + timedelta(days=day))
+        svc.finalize(people.coder, eid, now=t0 + timedelta(days=day, minutes=minutes))
+    (row,) = svc.throughput(people.coder)
+    assert (row.finalized, row.days, row.per_day, row.median_minutes) == (3, 2, 1.5, 20.0)
+    assert row.by_day == ((date(2026, 3, 2), 2), (date(2026, 3, 3), 1))
+    assert svc.throughput(people.coder, since=t0 + timedelta(days=1)) [0].finalized == 1
+
+
+# ================================================================================================
+# HCPCS
+
+
+def test_hcpcs_rows_are_kept_updated_and_rejects_reported(svc, people, hospital):
+    entries = [HcpcsEntry(HCPCSCode("J1100"), "Dexamethasone sodium phos", "Injection, dexamethasone sodium phosphate, 1 mg",
+                          date(2024, 1, 1)),
+               HcpcsEntry(HCPCSCode("G0008"), "Admin influenza virus vac", "", date(2024, 1, 1), date(2025, 12, 31)),
+               HcpcsEntry(HCPCSCode("G0008"), "Admin influenza virus vac", "", date(2024, 1, 1))]
+    out = svc.store_hcpcs(SYSTEM, entries, source="HCPC2026_JAN_ANWEB.txt", rejects=[("line 7", "code missing")])
+    assert (out.added, out.updated, out.unchanged) == (2, 0, 0)
+    assert out.rejects[0] == ("line 7", "code missing") and "appears twice" in out.rejects[1][1]
+    again = svc.store_hcpcs(SYSTEM, [entries[1], HcpcsEntry(HCPCSCode("J1100"), "Dexamethasone sodium phos", "changed",
+                                                             date(2024, 1, 1))], source="HCPC2026_APR_ANWEB.txt")
+    assert (again.added, again.updated, again.unchanged) == (0, 1, 1)
+    assert svc.hcpcs(people.coder, "J1100").long_description == "changed"
+    assert svc.hcpcs(people.coder, "G0008", on=date(2026, 1, 5)) is None  # terminated
+    assert svc.hcpcs(people.coder, "G0008", on=date(2025, 1, 5)).short_description == "Admin influenza virus vac"
+    with pytest.raises(FhirError) as err:
+        svc.store_hcpcs(people.coder, entries, source="x.txt")
+    assert err.value.status == 403
+
+
+def test_import_hcpcs_keeps_good_rows_and_reports_each_reject(svc, tmp_path, people, hospital):
+    path = tmp_path / "cpt.csv"
+    path.write_text("code,description\nJ1100,Injection dexamethasone sodium phosphate 1 mg\n"
+                    "Q0I99,not a code\nG0121,Colorectal cancer screening; colonoscopy not high risk\n")
+    out = svc.import_hcpcs(SYSTEM, path)
+    assert out.added == 2 and out.source == "cpt.csv"
+    assert [line for line, _ in out.rejects] == ["3"] and "Q0I99" in out.rejects[0][1]
+    assert svc.hcpcs(people.coder, "J1100") is not None
+    empty = tmp_path / "none.txt"
+    empty.write_text("")
+    with pytest.raises(CodingError) as err:
+        svc.import_hcpcs(SYSTEM, empty)
+    assert err.value.status == 422 and "empty" in err.value.message
+
+
+# ================================================================================================
+# Shapes written to the record
+
+
+def test_claim_and_encounter_and_task_shapes_are_valid_fhir(svc, people, hospital):
+    dx, px, issues = parse_codes(CodingSetting.INPATIENT, [*PNEUMONIA, DiagnosisInput("Z79.01", "1")], CHEST_XRAY)
+    assert not issues
+    enc = encounter("e1", "p1")
+    enc["id"] = "e1"
+    shapes = [encounter_with_diagnoses(enc, dx),
+              claim_resource("c1", enc, CodingSetting.INPATIENT, dx, px, "194", "Simple pneumonia and pleurisy w CC",
+                             NOW),
+              claim_resource("c2", enc, CodingSetting.OUTPATIENT, dx[:1], [], None, "", NOW)]
+    q = svc.send_query(people.coder, "stay-ann", "dr-a", QUESTION, OPTIONS, EVIDENCE)
+    shapes.append(query_task(q, NOW))
+    svc.answer_query(people.dr_a, q.id, OPTIONS[0])
+    shapes.append(query_task(svc.query(people.dr_a, q.id), NOW))
+    r4b = pytest.importorskip("fhir.resources.R4B")
+    assert r4b
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for res in shapes:
+        assert FhirStore.check(res) == [], res["resourceType"]
+        get_fhir_model_class(res["resourceType"]).model_validate(res)
+
+
+def test_listener_leaves_final_abstracts_alone(svc, people, put, hospital, db):
+    svc.save_codes(people.coder, "visit-bob", [DiagnosisInput("I10")], [])
+    svc.finalize(people.coder, "visit-bob")
+    put(encounter("visit-bob", "bob", "AMB", discharged_days_ago=1, los_days=0.05, status="in-progress"))
+    assert svc.abstract(people.coder, "visit-bob").status is AbstractStatus.FINAL
+    before = _abstract_count(db)
+    put(encounter("er-bob", "bob", "EMER", discharged_days_ago=20, status="entered-in-error"))
+    assert _abstract_count(db) == before - 1  # an uncoded row of an encounter no longer discharged goes
+
+
+# ================================================================================================
+# With the other coding engines (run once the lead has merged them)
+
+
+def test_suggest_runs_computer_assisted_coding_over_the_documents(svc, people, hospital):
+    states = svc.suggest(people.coder, "stay-ann")
+    assert states and all(s.decision is Decision.PENDING for s in states)
+    assert all(s.evidence for s in states)
+
+
+def test_edits_engine_blocks_finalize_on_errors(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    assert all(e.severity == "warning" for e in svc.edits(people.coder, "stay-ann"))
+    done = svc.finalize(people.coder, "stay-ann")
+    assert done.edits_checked == "built-in checks and edits engine"
+
+
+def test_drg_is_stored_for_inpatients_and_what_if_changes_nothing(svc, people, hospital):
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    now = svc.drg(people.coder, "stay-ann")
+    assert now is not None
+    both = svc.what_if(people.coder, "stay-ann", [DiagnosisInput("A41.9", "Y"), *PNEUMONIA], [])
+    assert set(both) == {"current", "proposed"}
+    assert [str(d.code) for d in svc.abstract(people.coder, "stay-ann").diagnoses] == ["J189", "I10", "D649"]
+    done = svc.finalize(people.coder, "stay-ann")
+    assert done.abstract.drg and done.abstract.drg_detail
+    with pytest.raises(CodingError) as err:
+        svc.drg(people.coder, "visit-bob")
+    assert err.value.status == 422 and "inpatient stays only" in err.value.message
