@@ -23,7 +23,7 @@ from chartkeeper.fhir.api import FHIR_JSON, fhir_error_response
 from chartkeeper.fhir.api import router as fhir_router
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.service import RecordService
-from chartkeeper.web import completion_pages, pages
+from chartkeeper.web import coding_pages, completion_pages, pages
 
 
 class BodyLimit:
@@ -114,5 +114,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(coding_router)
     app.include_router(pages.router)
     app.include_router(completion_pages.router)
+    app.include_router(coding_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
