@@ -72,8 +72,7 @@ STATUSES = {"open": "Not final (DNFB)", "uncoded": "Uncoded", "in_progress": "In
             "query_pending": "Query pending", "final": "Final", "all": "All"}
 STATUS_LABELS = {"uncoded": "uncoded", "in_progress": "in progress", "query_pending": "query pending", "final": "final"}
 AGE_CHOICES = (3, 7, 14, 30)
-POA_LABELS = {"Y": "Y: present at admission", "N": "N: not present", "U": "U: documentation insufficient",
-              "W": "W: clinically undetermined", "1": "1: exempt"}
+POA_LABELS = {"Y": "Y yes", "N": "N no", "U": "U undocumented", "W": "W undetermined", "1": "1 exempt"}
 DOC_LIMIT = 50
 _CODE_RE = re.compile(r"^[A-Za-z0-9.]{1,10}$")
 
@@ -511,7 +510,7 @@ NOTICES = {"saved": "Codes saved; the edits and the MS-DRG below are regrouped."
            "decided": "Decision recorded.", "added": "Code added to the list.",
            "queried": "Query sent to the physician; the encounter waits for the answer.",
            "withdrawn": "Query withdrawn.", "reopened": "Coding re-opened.", "assigned": "Assigned to you.",
-           "finalized": "Coding is final."}
+           "finalized": "Finalized: the encounter and the claim are written."}
 
 
 def _notice(request: Request) -> str:
