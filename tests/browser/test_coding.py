@@ -119,6 +119,13 @@ def test_coder_codes_a_stay_from_the_queue_to_a_final_claim(page: Any, browser: 
     base, eid = server.base_url, server.encounter
     work = f"{base}/coding/{eid}"
     page.set_default_timeout(20_000)
+    problems: list[str] = []  # script errors and Content-Security-Policy refusals (htmx runs under the strict CSP)
+    # ("Failed to load resource" is the browser noting an HTTP error status: the refused Finalize answers 422.)
+    page.on("console", lambda m: problems.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
 
     # The queue: the DNFB count on the home page, the stay in the list; Enter on the row opens it.
     login(page, base, "coder")
@@ -239,3 +246,5 @@ def test_coder_codes_a_stay_from_the_queue_to_a_final_claim(page: Any, browser: 
     expect(page.locator("figure.report-bars svg")).to_be_visible()
     expect(page.locator("table.report-throughput")).to_contain_text("Cora Coder")
     shot(page, "coding-reports")
+    assert not problems, problems
+    assert all(u.endswith("/favicon.ico") for u in missing), missing
