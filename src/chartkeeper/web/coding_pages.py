@@ -230,8 +230,8 @@ def svg_bars(rows: Sequence[Any], width: int = 760, bar: int = 22) -> str:
                                  f'text-anchor="middle">{share:.0%}</text>')
             x += bw
     legend_y = height - 8
-    parts.append(f'<text x="{pad_l}" y="{legend_y}" font-size="11">Green: accepted unchanged · amber: edited to '
-                 f'another code · red: rejected (share of suggestions decided)</text></svg>')
+    parts.append(f'<text x="8" y="{legend_y}" font-size="11">Share of the suggestions decided: green accepted '
+                 f'unchanged · amber edited to another code · red rejected</text></svg>')
     return "".join(parts)
 
 
