@@ -319,6 +319,7 @@ def _nav(p: Principal) -> dict[str, bool]:
         "register": policy.can(p, Action.CREATE, "Patient"),
         "completion": bool(p.roles & HIM_ROLES) and policy.can(p, Action.SEARCH, "Task"),
         "inbox": "physician" in p.roles and policy.can(p, Action.SEARCH, "Task"),
+        "coding": "coder" in p.roles and policy.can(p, Action.SEARCH, "CodingAbstract"),
     }
 
 
