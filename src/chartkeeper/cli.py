@@ -47,6 +47,9 @@ def _register_subcommands() -> None:
     from chartkeeper.coding.cli import code_app
 
     app.add_typer(code_app, name="code", help="Coding: code search, checks, HCPCS files, computer-assisted coding.")
+    from chartkeeper.registry.cli import registry_app
+
+    app.add_typer(registry_app, name="registry", help="Cancer registry: casefinding, NAACCR import/export, follow-up.")
 
 
 @app.command("import")

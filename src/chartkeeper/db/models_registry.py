@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "chartkeeper.fhir.models",
     "chartkeeper.security.models",
     "chartkeeper.completion.models",
+    "chartkeeper.registry.models",
     "chartkeeper.coding.models",
 ]
 

@@ -55,6 +55,7 @@ def _load_domains() -> None:
     """Import the domain modules that listen to record writes (once; imports are cached)."""
     import chartkeeper.coding.service  # noqa: F401
     import chartkeeper.completion.service  # noqa: F401
+    import chartkeeper.registry.service  # noqa: F401
 
 
 def _denied(err: Denied) -> FhirError:

@@ -23,7 +23,8 @@ from chartkeeper.fhir.api import FHIR_JSON, fhir_error_response
 from chartkeeper.fhir.api import router as fhir_router
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.service import RecordService
-from chartkeeper.web import completion_pages, pages
+from chartkeeper.registry.api import router as registry_router
+from chartkeeper.web import coding_pages, completion_pages, pages
 
 
 class BodyLimit:
@@ -111,8 +112,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         return JSONResponse({"detail": [i.message for i in issues]}, status_code=400)
 
     app.include_router(fhir_router)
+    app.include_router(registry_router)
     app.include_router(coding_router)
     app.include_router(pages.router)
     app.include_router(completion_pages.router)
+    app.include_router(coding_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -31,7 +31,7 @@ from chartkeeper.fhir.store import is_signed_document
 from chartkeeper.security import policy
 from chartkeeper.security.policy import Action
 from chartkeeper.security.principal import Principal
-from chartkeeper.web import forms
+from chartkeeper.web import coding_pages, forms
 from chartkeeper.web.pages import (
     RECENT_DAYS,
     SECURITY_HEADERS,
@@ -61,7 +61,7 @@ CLASS_LABELS = {"IMP": "Inpatient", "AMB": "Outpatient", "EMER": "Emergency", "O
                 "SS": "Short stay", "HH": "Home health", "VR": "Virtual", "ACUTE": "Inpatient acute",
                 "NONAC": "Inpatient non-acute", "PRENC": "Pre-admission"}
 _BACK_RE = re.compile(r"^[A-Za-z0-9=&_\-.%]{0,600}$")
-_FIELD_RE = re.compile(r"^(reason|physician|answer): ")
+_FIELD_RE = re.compile(r"^(reason|physician|answer|answer_text): ")
 
 
 def completion(request: Request) -> CompletionService:
@@ -278,7 +278,9 @@ async def reassign(request: Request) -> Response:
 
 
 def _inbox(request: Request, p: Principal, *, errors: Mapping[str, str] | None = None,
-           answers: Mapping[str, str] | None = None, status: int = 200, notice: str = "") -> Response:
+           answers: Mapping[str, str] | None = None, status: int = 200, notice: str = "",
+           query_errors: Mapping[str, str] | None = None,
+           query_values: Mapping[str, dict[str, str]] | None = None) -> Response:
     svc = completion(request)
     try:
         page = svc.inbox(p, include_closed_days=RECENT_DAYS)
@@ -292,11 +294,15 @@ def _inbox(request: Request, p: Principal, *, errors: Mapping[str, str] | None =
         "closed_rows": [r for r in rows if r["status"] != "open"],
         "notes": notes, "errors": errors or {}, "answers": answers or {}, "notice": notice,
         "days": RECENT_DAYS, "can_sign": policy.can(p, Action.SIGN, "DocumentReference"),
+        # Coding queries (the coding module's; see coding_pages)
+        "coding_queries": coding_pages.inbox_queries(request, p), "query_errors": query_errors or {},
+        "query_values": query_values or {},
     }, status=status)
 
 
 INBOX_NOTICES = {"answered": "Your answer was sent to health information management.",
-                 "signed": "Document signed."}
+                 "signed": "Document signed.",
+                 "query_answered": "Your answer to the coding query was filed as a signed addendum; coding resumes."}
 
 
 @router.get("/inbox")
@@ -322,6 +328,23 @@ async def inbox_answer(request: Request, did: str) -> Response:
         _field, sentence = _split(exc.message)
         return _inbox(request, p, errors={did: sentence}, answers={did: answer}, status=422)
     return redirect("/inbox?answered=1")
+
+
+@router.post("/inbox/queries/{qid}/answer")
+async def inbox_query_answer(request: Request, qid: str) -> Response:
+    """The physician answers a coding query: one option (with their words for "Other"). The coding
+    service files it as a signed addendum and re-opens coding."""
+    p = current_principal(request)
+    data = await checked_form(request)
+    require_role(request, p, PHYSICIAN_ROLES, Action.UPDATE, "Task", "answer a coding query")
+    _valid_id(qid)
+    answer = forms.clean(data.get("answer"), 300)
+    text = forms.clean(data.get("answer_text"), 1000)
+    refused = coding_pages.answer_query(request, p, qid, answer, text)
+    if refused is not None:
+        return _inbox(request, p, query_errors={qid: "; ".join(_split(i.message)[1] for i in refused.issues)},
+                      query_values={qid: {"answer": answer, "answer_text": text}}, status=422)
+    return redirect("/inbox?query_answered=1")
 
 
 # --------------------------------------------------------------------------------------------

@@ -319,6 +319,7 @@ def _nav(p: Principal) -> dict[str, bool]:
         "register": policy.can(p, Action.CREATE, "Patient"),
         "completion": bool(p.roles & HIM_ROLES) and policy.can(p, Action.SEARCH, "Task"),
         "inbox": "physician" in p.roles and policy.can(p, Action.SEARCH, "Task"),
+        "coding": "coder" in p.roles and policy.can(p, Action.SEARCH, "CodingAbstract"),
     }
 
 
@@ -506,6 +507,19 @@ def home_queues(request: Request, p: Principal) -> tuple[list[Queue], list[dict[
                             "Documents to sign or complete, and questions from HIM."
                             if p.practitioner_id else
                             "Your account is not linked to a practitioner yet: ask an administrator."))
+    # --- Coding (the coder's DNFB queue; counts from the coding service) ---
+    if "coder" in roles and policy.can(p, Action.SEARCH, "CodingAbstract"):
+        from chartkeeper.coding.api import service as coding_service
+
+        cc = coding_service(request).counts(p)
+        queues.extend([
+            Queue("Discharged, not final billed (DNFB)", cc["dnfb"], "/coding",
+                  "Discharged encounters waiting to be coded, the longest waiting first."),
+            Queue("Assigned to you", cc["mine"], "/coding?assigned=me", "Encounters you are coding."),
+            Queue("Waiting on a physician query", cc["by_status"].get("query_pending", 0),
+                  "/coding?status=query_pending", "Coding resumes when the physician answers."),
+        ])
+    # --- end coding ---
     db = request.app.state.db
     if "privacy_officer" in roles:
         with db.begin() as conn:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 23:43:00.524111
+Create Date: 2026-11-23 00:03:35.352487
 """
 
 import sqlalchemy as sa
@@ -348,6 +348,90 @@ def upgrade() -> None:
         batch_op.create_index("ix_fhir_resource_version_updated", ["last_updated"], unique=False)
 
     op.create_table(
+        "registry_patient",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("patient_id_number", sa.String(length=8), nullable=False),
+        sa.Column("items", sa.Text(), nullable=False),
+        sa.Column("vital_status", sa.String(length=1), nullable=False),
+        sa.Column("date_of_last_contact", sa.Date(), nullable=True),
+        sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_patient")),
+        sa.UniqueConstraint("patient_id", name=op.f("uq_registry_patient_patient_id")),
+        sa.UniqueConstraint("patient_id_number", name=op.f("uq_registry_patient_patient_id_number")),
+    )
+    with op.batch_alter_table("registry_patient", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_registry_patient_date_of_last_contact"), ["date_of_last_contact"], unique=False)
+
+    op.create_table(
+        "registry_pending",
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
+        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("queued_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("resource_type", "resource_id", name=op.f("pk_registry_pending")),
+    )
+    op.create_table(
+        "registry_suspense",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("source_type", sa.String(length=64), nullable=False),
+        sa.Column("source_id", sa.String(length=64), nullable=False),
+        sa.Column("source_version", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("source_date", sa.Date(), nullable=True),
+        sa.Column("found_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=False),
+        sa.Column("matches", sa.Text(), nullable=False),
+        sa.Column("code", sa.String(length=16), nullable=False),
+        sa.Column("suggested_site", sa.String(length=4), nullable=False),
+        sa.Column("suggested_histology", sa.String(length=4), nullable=False),
+        sa.Column("suggested_behavior", sa.String(length=1), nullable=False),
+        sa.Column("suggested_laterality", sa.String(length=1), nullable=False),
+        sa.Column("link_tumor_id", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("decided_by", sa.String(length=128), nullable=True),
+        sa.Column("decided_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reject_reason", sa.String(length=1000), nullable=False),
+        sa.Column("tumor_id", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_suspense")),
+        sa.UniqueConstraint("source_type", "source_id", name="uq_registry_suspense_source"),
+    )
+    with op.batch_alter_table("registry_suspense", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_registry_suspense_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registry_suspense_source_date"), ["source_date"], unique=False)
+        batch_op.create_index("ix_registry_suspense_status_date", ["status", "source_date"], unique=False)
+
+    op.create_table(
+        "registry_tumor",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("registry_patient_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("items", sa.Text(), nullable=False),
+        sa.Column("primary_site", sa.String(length=4), nullable=False),
+        sa.Column("histology", sa.String(length=4), nullable=False),
+        sa.Column("behavior", sa.String(length=1), nullable=False),
+        sa.Column("laterality", sa.String(length=1), nullable=False),
+        sa.Column("date_of_diagnosis", sa.Date(), nullable=True),
+        sa.Column("sequence_number", sa.String(length=2), nullable=False),
+        sa.Column("class_of_case", sa.String(length=2), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("edit_errors", sa.Integer(), nullable=False),
+        sa.Column("edits", sa.Text(), nullable=False),
+        sa.Column("source_suspense_id", sa.String(length=64), nullable=True),
+        sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_by", sa.String(length=128), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_tumor")),
+    )
+    with op.batch_alter_table("registry_tumor", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_registry_tumor_class_of_case"), ["class_of_case"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registry_tumor_date_of_diagnosis"), ["date_of_diagnosis"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registry_tumor_patient_id"), ["patient_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registry_tumor_primary_site"), ["primary_site"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registry_tumor_registry_patient_id"), ["registry_patient_id"], unique=False)
+
+    op.create_table(
         "sec_access_grant",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("patient_id", sa.String(length=64), nullable=False),
@@ -471,6 +555,25 @@ def downgrade() -> None:
         batch_op.drop_index("ix_sec_access_grant_kind_created")
 
     op.drop_table("sec_access_grant")
+    with op.batch_alter_table("registry_tumor", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_registry_tumor_registry_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_registry_tumor_primary_site"))
+        batch_op.drop_index(batch_op.f("ix_registry_tumor_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_registry_tumor_date_of_diagnosis"))
+        batch_op.drop_index(batch_op.f("ix_registry_tumor_class_of_case"))
+
+    op.drop_table("registry_tumor")
+    with op.batch_alter_table("registry_suspense", schema=None) as batch_op:
+        batch_op.drop_index("ix_registry_suspense_status_date")
+        batch_op.drop_index(batch_op.f("ix_registry_suspense_source_date"))
+        batch_op.drop_index(batch_op.f("ix_registry_suspense_patient_id"))
+
+    op.drop_table("registry_suspense")
+    op.drop_table("registry_pending")
+    with op.batch_alter_table("registry_patient", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_registry_patient_date_of_last_contact"))
+
+    op.drop_table("registry_patient")
     with op.batch_alter_table("fhir_resource_version", schema=None) as batch_op:
         batch_op.drop_index("ix_fhir_resource_version_updated")
 
