@@ -185,7 +185,7 @@ def queue_page(request: Request) -> Response:
         "discharged": r.discharged_at, "admitted": r.admitted_at, "status": r.status.value,
         "status_label": STATUS_LABELS.get(r.status.value, r.status.value),
         "coder": page.coders.get(r.assigned_to or "", r.assigned_to or ""), "mine": r.assigned_to == p.user_id,
-        "assigned": r.assigned_to is not None,
+        "assigned": r.assigned_to is not None, "working": r.working,
     } for r in page.rows]
     done = ""
     if request.query_params.get("assigned_ok") == "1":
