@@ -242,6 +242,10 @@ def item_page(request: Request, p: Principal, sid: str, *, errors: dict[str, str
     segments = highlight(item.text or "", item.matches) if item.text else []
     terms = [m for m in item.matches if m.role != "cue"]
     cues = [m for m in item.matches if m.role == "cue"]
+    errors = dict(errors or {})
+    general = list(general)
+    if "tumor_id" in errors and not tumors:  # no link form to show it beside
+        general.append("This patient has no tumour abstract to link to: " + errors.pop("tumor_id"))
     tumor_rows = [{"id": a.id, "site": site_text(str(a.primary_site or "")),
                    "histology": histology_text(str(a.histology or ""), str(a.behavior or "")),
                    "date": a.date_of_diagnosis, "sequence": a.sequence_number} for a in tumors]
@@ -249,8 +253,8 @@ def item_page(request: Request, p: Principal, sid: str, *, errors: dict[str, str
         "item": item, "b": banner, "segments": segments, "terms": terms, "cues": cues,
         "source": SOURCE_LABELS.get(item.kind, item.kind), "site": site_text(item.suggested_site),
         "histology": histology_text(item.suggested_histology, item.suggested_behavior), "tumors": tumor_rows,
-        "can_register": _can_register(p) and item.status == "pending", "errors": errors or {},
-        "values": values or {}, "general": list(general),
+        "can_register": _can_register(p) and item.status == "pending", "errors": errors,
+        "values": values or {}, "general": general,
     }, status=status)
 
 
@@ -283,6 +287,8 @@ async def link(request: Request, sid: str) -> Response:
         registry(request).link(p, sid, tumor)
     except RegistryError as exc:
         _refused(exc)
+        if exc.status != 422:
+            return item_page(request, p, sid, general=[exc.message], status=exc.status)
         return item_page(request, p, sid, errors={"tumor_id": exc.message.removeprefix("tumor: ")},
                          status=exc.status)
     return redirect("/registry?linked=1")
@@ -297,6 +303,8 @@ async def reject(request: Request, sid: str) -> Response:
         registry(request).reject(p, sid, reason)
     except RegistryError as exc:
         _refused(exc)
+        if exc.status != 422:
+            return item_page(request, p, sid, general=[exc.message], status=exc.status)
         msg = exc.message.removeprefix("reason: ")
         return item_page(request, p, sid, errors={"reason": msg[:1].upper() + msg[1:]}, values={"reason": reason},
                          status=exc.status)
