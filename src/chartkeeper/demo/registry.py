@@ -90,7 +90,7 @@ def load_registry(db: Database) -> RegistryDemoReport:
     rows: list[SuspenseItem] = []
     offset = 0
     while True:
-        page = svc.suspense(who, status="pending", limit=500, offset=offset)
+        page = svc.suspense(who, status="all", limit=500, offset=offset)
         rows.extend(page.rows)
         offset += 500
         if offset >= page.total:
@@ -99,15 +99,17 @@ def load_registry(db: Database) -> RegistryDemoReport:
     for r in rows:
         if r.patient_id:
             by_patient[r.patient_id].append(r)
+    # The newest patients stay pending, chosen over every row ever screened, so a second run keeps them too.
     first_day = {pid: min((r.source_date or date.max) for r in rs) for pid, rs in by_patient.items()}
     ordered = sorted(by_patient, key=lambda pid: (first_day[pid], pid))
     keep = set(ordered[-LEAVE_PENDING:]) if len(ordered) > LEAVE_PENDING else set()
+    for pid in keep:
+        rep.pending += sum(1 for r in by_patient[pid] if r.status == "pending")
+    by_patient = {pid: [r for r in rs if r.status == "pending"] for pid, rs in by_patient.items() if pid not in keep}
+    ordered = [pid for pid in ordered if by_patient.get(pid)]
     edit_left = False
     for pid in ordered:
         items = sorted(by_patient[pid], key=lambda r: (r.source_date or date.max, r.kind != "pathology", r.source_id))
-        if pid in keep:
-            rep.pending += len(items)
-            continue
         # The case is made from the first pathology report (it has the histology); the rest are linked.
         first = next((r for r in items if r.kind == "pathology" and r.suggested_histology), None)
         if first is None:
