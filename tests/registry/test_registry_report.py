@@ -151,18 +151,27 @@ def test_demo_registry_has_work_on_every_screen_and_its_population_file_loads(db
     pop_text = county_population(date(2026, 3, 1))
     assert pop_text == county_population(date(2026, 3, 1))  # deterministic
     pop = load_population(pop_text)
-    assert pop.years == tuple(range(2021, 2027)) and set(pop.counties) == {c for c, _ in counties()}
+    assert pop.years == tuple(range(2015, 2027)) and set(pop.counties) == {c for c, _ in counties()}
 
     load_people(db, 200, 1, today=date(2026, 3, 1))
-    rep = load_registry(db)
-    assert rep.problems == [] and rep.cases >= 3 and rep.linked >= 1 and rep.pending >= 1 and rep.with_edits == 1
+    rep = load_registry(db, today=date(2026, 3, 1))
+    assert rep.problems == [] and rep.historical == 240
+    assert rep.cases >= 3 and rep.linked >= 1 and rep.pending >= 1 and rep.with_edits == 1
     svc = RegistryService(db, records)
     counts = svc.suspense_counts(SYSTEM)
     assert counts["pending"] == rep.pending and counts["accepted"] == rep.cases and counts["linked"] == rep.linked
     recs = svc.report_records(SYSTEM)
-    assert len(recs) == rep.cases and all(r.items.get("countyAtDx") for r in recs)
-    assert report.survival_report(recs, "site").n == rep.cases
-    assert sum(r.count for r in report.incidence_report(recs, pop).rates.rows) == rep.cases
-    # Working the queue again decides nothing new.
-    again = load_registry(db)
-    assert again.cases == 0 and svc.suspense_counts(SYSTEM) == counts
+    n = rep.historical + rep.cases
+    assert len(recs) == n and all(r.items.get("countyAtDx") for r in recs)
+    # Only the one abstract left for the registrar to fix has an error edit.
+    assert sum(1 for r in recs if svc.abstract(SYSTEM, r.tumor_id).edit_errors) == 1
+    surv = report.survival_report(recs, "stage")
+    assert surv.n == n and {"Localized", "Distant"} <= set(surv.curves)
+    assert surv.curves["Localized"].at(24).survival > surv.curves["Distant"].at(24).survival
+    inc = report.incidence_report(recs, pop)
+    assert sum(r.count for r in inc.rates.rows) == n and inc.left_out == []
+    rate = svc.followup_rate(SYSTEM, report_date=date(2026, 3, 1))
+    assert rate.all_cases.cases == n and 0.8 < rate.all_cases.rate < 1.0
+    # Working the queue again decides nothing new, and the history is not imported twice.
+    again = load_registry(db, today=date(2026, 3, 1))
+    assert again.cases == 0 and svc.suspense_counts(SYSTEM) == counts and len(svc.report_records(SYSTEM)) == n
