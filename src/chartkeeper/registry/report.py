@@ -161,7 +161,8 @@ def survival_report(records: Iterable[TumorRecord], by: Strata = "all", *, at: S
     curves = survival.kaplan_meier(time, event, strata)
     tables = survival.life_table(time, event, strata, width=width)
     shown = sorted(curves, key=lambda k: (-curves[k].n, k))[:max_strata]
-    title = f"Observed survival by {STRATA[by].lower()}" if by != "all" else "Observed survival, all cases"
+    what = {"site": "site group", "stage": "Summary Stage 2018", "sex": "sex", "year": "year of diagnosis"}
+    title = f"Observed survival by {what[by]}" if by != "all" else "Observed survival, all cases"
     svg = svg_survival({k: curves[k] for k in sorted(shown)}, title=title)
     return SurvivalReport(by, curves, tables, survival.summary(curves, at), inp.left_out, svg, len(inp.cases),
                           sorted(shown))
