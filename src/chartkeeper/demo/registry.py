@@ -32,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from chartkeeper.db import Database
 from chartkeeper.demo.generator import HISTORY_YEARS, TODAY
@@ -225,7 +226,7 @@ def load_registry(db: Database, *, today: date | None = None, history: bool = Tr
             continue
         rep.cases += 1
         patient = records.read(who, "Patient", pid).resource()
-        addr = next(iter(patient.get("address") or []), {})
+        addr: dict[str, Any] = next(iter(patient.get("address") or []), {})
         county = county_fips(str(addr.get("district") or ""), str(addr.get("state") or "")) or ""
         rng = random.Random(f"registry-demo:{pid}")
         done = _completion(rng, str(abstract.primary_site or ""), abstract.laterality, county, str(addr.get("city") or ""))

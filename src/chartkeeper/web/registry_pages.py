@@ -17,7 +17,8 @@ import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -585,9 +586,15 @@ def _by(raw: str | None) -> tuple[report.Strata, str]:
 
 
 def _demo_population() -> Population:
+    return _demo_population_on(datetime.now(UTC).date())
+
+
+@lru_cache(maxsize=2)
+def _demo_population_on(day: date) -> Population:
+    """The demo's county population file, read once a day (it is made from fixed numbers)."""
     from chartkeeper.demo.registry import county_population
 
-    return load_population(county_population(datetime.now(UTC).date()))
+    return load_population(county_population(day))
 
 
 @dataclass
