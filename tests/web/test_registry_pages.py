@@ -400,7 +400,8 @@ def test_each_registry_page_for_each_role(env: Env, role: str) -> None:
     tid = env.svc.accept(SYSTEM, env.item("cond-ben")).id
     before = env.svc.abstract(SYSTEM, tid).items
     for url in ("/registry", f"/registry/suspense/{sid}", f"/registry/abstracts/{tid}", "/registry/followup",
-                "/registry/reports", "/registry/reports/survival.csv", "/registry/reports/incidence.csv",
+                "/registry/reports", "/registry/reports/survival.csv", "/registry/reports/life-table.csv",
+                "/registry/reports/incidence.csv",
                 "/registry/reports/demo-population.csv", "/registry/export"):
         r = c.get(url)
         assert r.status_code == (200 if may else 403), (url, r.status_code)
@@ -414,6 +415,9 @@ def test_each_registry_page_for_each_role(env: Env, role: str) -> None:
         if not registrar:
             assert r.status_code == 403, (url, r.status_code)
             assert "Rivera" not in r.text and "Okafor" not in r.text
+    r = c.post("/registry/reports/incidence", data={"csrf_token": csrf, "level": "county"},
+               files={"population": ("pop.csv", b"county_fips,state,year,sex,age_group,population\n", "text/csv")})
+    assert r.status_code == (422 if may else 403) and "Rivera" not in r.text
     if not registrar:
         assert env.svc.suspense_item(SYSTEM, sid).status == "pending"
         assert env.svc.abstract(SYSTEM, tid).items == before

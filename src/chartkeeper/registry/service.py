@@ -1249,6 +1249,20 @@ class RegistryService:
             self._audit_patients(conn, principal, Action.SEARCH, [d.patient_id for d in due], "follow-up due list")
             return due
 
+    def followup_due_count(self, principal: Principal, *, months: int = 12, now: datetime | None = None) -> int:
+        """How many patients are due for follow-up (as ``followup_due``), for counts on a home page:
+        audited as one aggregate read, not per patient."""
+        if not 1 <= months <= 120:
+            raise RegistryError(422, "months must be between 1 and 120.")
+        today = (now or datetime.now(UTC)).date()
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, RTYPE, None)
+            hidden = policy.hidden_patients(conn, principal)
+            n = followup.due_count(conn, followup.months_before(today, months), hidden)
+            self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE,
+                               detail=f"follow-up due count: {n} (aggregate)")
+            return n
+
     def followup_letters(self, principal: Principal, registry_patient_ids: Sequence[str] | None = None, *,
                          months: int = 12, now: datetime | None = None, facility: str = "Cancer Registry",
                          patient_sender: str = "Patient Follow-up Office") -> bytes:

@@ -805,7 +805,7 @@ def home_counts(request: Request, p: Principal) -> dict[str, int]:
     svc = registry(request)
     counts = svc.suspense_counts(p)
     by_source = svc.pending_by_source(p)
-    due = len(svc.followup_due(p, limit=1000))
+    due = svc.followup_due_count(p)
     return {"pending": counts.get("pending", 0), "pathology": by_source.get("pathology", 0),
             "diagnosis": by_source.get("diagnosis", 0), "due": due}
 
