@@ -54,8 +54,8 @@ class Seeded:
 
 def _seed(db: Database) -> Seeded:
     registry_service.use_screener(None)  # the casefinding engine, as the server uses
-    load_population(db, 120, 7, today=date(2026, 3, 1))
-    load_registry(db, today=date(2026, 3, 1))
+    load_population(db, 120, 7, today=date.today())
+    load_registry(db, today=date.today())
     svc = RecordService(db)
     mrn = "https://chartkeeper.example.org/mrn"
     pat, _ = svc.create(SYSTEM, {
@@ -189,5 +189,6 @@ def test_registrar_takes_a_pathology_report_to_a_clean_abstract_an_export_and_a_
     # Follow-up: the rate against the CoC targets.
     page.goto(base + "/registry/followup")
     expect(page.locator("#rate-all")).to_contain_text("90%")
+    expect(page.locator(".due-table")).to_contain_text("(registry 0000")  # imported cases, named from the abstract
     shot(page, "registry-followup")
     assert not problems, problems

@@ -516,7 +516,8 @@ def followup_page(request: Request, p: Principal, *, months: int = 12, error: st
         rate = svc.followup_rate(p)
     except RegistryError as exc:
         raise service_error(exc) from None
-    rows = [{"id": d.registry_patient_id, "patient": d.label, "accession": d.accession,
+    rows = [{"id": d.registry_patient_id, "patient": d.label if d.patient_id else _imported_label(d.patient_items, d.label),
+             "accession": d.accession,
              "last_contact": d.date_of_last_contact,
              "tumors": ", ".join(f"{site_text(s) or 'site not coded'}{f' ({y})' if y else ''}" for s, y in d.tumors)}
             for d in due]
@@ -524,6 +525,12 @@ def followup_page(request: Request, p: Principal, *, months: int = 12, error: st
         "rows": rows, "rate": rate, "months": months, "error": error, "notice": notice or _followup_notice(request),
         "can_register": _can_register(p),
     }, status=status)
+
+
+def _imported_label(items: Mapping[str, str], number: str) -> str:
+    """A patient imported from another registry's file has no record: the name from the abstract."""
+    name = " ".join(x for x in (items.get("nameFirst", ""), items.get("nameLast", "")) if x)
+    return f"{name} (registry {number})" if name else f"registry patient {number}"
 
 
 def _followup_notice(request: Request) -> str:
