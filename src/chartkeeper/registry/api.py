@@ -30,6 +30,9 @@ def _svc(request: Request) -> RegistryService:
     return svc
 
 
+service = _svc  # the registry service of this app, for the web pages
+
+
 def _who(request: Request, *, write: bool = False) -> Principal:
     p = principal_from_request(request)
     if write:

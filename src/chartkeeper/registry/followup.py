@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, or_, select
+from sqlalchemy import Connection, Table, func, or_, select
 
 from chartkeeper.registry.models import RegistryPatientRow, RegistryTumorRow
 
@@ -102,10 +102,7 @@ class Due:
                 "accession": self.accession, "tumors": [{"primary_site": s, "year": y} for s, y in self.tumors]}
 
 
-def due(conn: Connection, cutoff: date | None, hidden: set[str], *, ids: Sequence[str] | None = None,
-        limit: int = 1000) -> list[Due]:
-    """Living patients with an analytic tumour, last contacted before ``cutoff`` (or never), oldest
-    first; ``ids`` instead picks these registry patients (living, with an analytic tumour)."""
+def _due_where(cutoff: date | None, hidden: set[str], ids: Sequence[str] | None = None) -> list[Any]:
     analytic = select(TUM.c.registry_patient_id).where(TUM.c.class_of_case.in_(ANALYTIC))
     where: list[Any] = [RPAT.c.vital_status == "1", RPAT.c.id.in_(analytic)]
     if cutoff is not None:
@@ -114,6 +111,19 @@ def due(conn: Connection, cutoff: date | None, hidden: set[str], *, ids: Sequenc
         where.append(RPAT.c.id.in_(list(ids)))
     if hidden:
         where.append(or_(RPAT.c.patient_id.is_(None), RPAT.c.patient_id.not_in(sorted(hidden))))
+    return where
+
+
+def due_count(conn: Connection, cutoff: date | None, hidden: set[str]) -> int:
+    """How many patients ``due`` would list (without a limit)."""
+    return int(conn.execute(select(func.count()).select_from(RPAT).where(*_due_where(cutoff, hidden))).scalar_one())
+
+
+def due(conn: Connection, cutoff: date | None, hidden: set[str], *, ids: Sequence[str] | None = None,
+        limit: int = 1000) -> list[Due]:
+    """Living patients with an analytic tumour, last contacted before ``cutoff`` (or never), oldest
+    first; ``ids`` instead picks these registry patients (living, with an analytic tumour)."""
+    where = _due_where(cutoff, hidden, ids)
     rows = conn.execute(select(RPAT).where(*where).order_by(
         RPAT.c.date_of_last_contact.is_not(None), RPAT.c.date_of_last_contact, RPAT.c.id).limit(limit)).all()
     out = []

@@ -72,6 +72,7 @@ LOINC = "http://loinc.org"
 PATHOLOGY_LOINC = "11526-1"
 ICD10CM_SYSTEM = ICD10CMCode.system
 VERSIONS = ("250", "260")
+SOURCE_KINDS = ("pathology", "diagnosis")  # suspense rows: a pathology report, a coded diagnosis
 RECORD_TYPES = ("A", "M", "C", "I")
 DEFAULT_VERSION = "260"
 BATCH = 400
@@ -91,10 +92,13 @@ class RegistryError(FhirError):
 
 @dataclass(frozen=True)
 class Span:
+    """A phrase of the report: a tumour term (``role`` "finding", with the kind it ended up as) or the
+    negation or ambiguous cue that decided it (``role`` "cue")."""
     start: int
     end: int
     phrase: str
     kind: str
+    role: str = "finding"
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,14 @@ class Abstract:
                 "updated_at": self.updated_at.isoformat()}
 
 
+@dataclass(frozen=True)
+class TumorRecord:
+    """One stored tumour abstract with its patient's items (keyed by naaccrId), as reports read them."""
+    tumor_id: str
+    patient_items: dict[str, str]
+    items: dict[str, str]
+
+
 @dataclass
 class ScreenCounts:
     screened: int = 0
@@ -241,7 +253,8 @@ def _screen_from(result: Any) -> Screen | None:
     if result is None:
         return None
     matches = tuple(Span(int(getattr(m, "start", 0)), int(getattr(m, "end", 0)), str(getattr(m, "phrase", "")),
-                         str(getattr(m, "kind", ""))) for m in getattr(result, "matches", ()) or ())
+                         str(getattr(m, "kind", "")), str(getattr(m, "role", "finding") or "finding"))
+                    for m in getattr(result, "matches", ()) or ())
     return Screen(bool(getattr(result, "reportable", False)), str(getattr(result, "reason", "") or ""), matches,
                   str(getattr(result, "suggested_site", "") or ""), str(getattr(result, "suggested_histology", "") or ""),
                   str(getattr(result, "behavior", "") or ""), str(getattr(result, "laterality", "") or ""))
@@ -805,12 +818,16 @@ class RegistryService:
         return [or_(col.is_(None), col.not_in(sorted(hidden)))] if hidden else []
 
     def suspense(self, principal: Principal, *, status: str = PENDING, limit: int = 100,
-                 offset: int = 0) -> SuspensePage:
-        """The registrar's suspense queue, oldest source first. Restricted patients the user may not
-        see are left out of rows and total; each patient shown is audited."""
+                 offset: int = 0, kind: str | None = None) -> SuspensePage:
+        """The registrar's suspense queue, oldest source first (``kind``: only pathology reports or
+        only coded diagnoses). Restricted patients the user may not see are left out of rows and
+        total; each patient shown is audited."""
         if status not in (*SUSPENSE_STATUSES, "all"):
             raise RegistryError(422, f"status: {status[:20]!r} is not a suspense status; use one of "
                                 f"{', '.join(SUSPENSE_STATUSES)} or all.")
+        if kind is not None and kind not in SOURCE_KINDS:
+            raise RegistryError(422, f"source: {kind[:20]!r} is not a casefinding source; use one of "
+                                f"{', '.join(SOURCE_KINDS)}.")
         if not 1 <= limit <= 500:
             raise RegistryError(422, "limit must be between 1 and 500.")
         with self.db.begin() as conn:
@@ -818,6 +835,8 @@ class RegistryService:
             where = self._visible_where(policy.hidden_patients(conn, principal), SUS.c.patient_id)
             if status != "all":
                 where.append(SUS.c.status == status)
+            if kind is not None:
+                where.append(SUS.c.kind == kind)
             total = int(conn.execute(select(func.count()).select_from(SUS).where(*where)).scalar_one())
             rows = [self._item(r) for r in conn.execute(select(SUS).where(*where).order_by(
                 SUS.c.source_date, SUS.c.found_at, SUS.c.id).limit(limit).offset(offset))]
@@ -834,6 +853,17 @@ class RegistryService:
                 select(SUS.c.status, func.count()).where(*where).group_by(SUS.c.status))}
             self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE, detail="suspense counts")
             return {s: int(got.get(s, 0)) for s in SUSPENSE_STATUSES}
+
+    def pending_by_source(self, principal: Principal) -> dict[str, int]:
+        """Pending suspense rows by casefinding source (pathology report, coded diagnosis), restricted
+        patients the user may not see left out."""
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, RTYPE, None)
+            where = self._visible_where(policy.hidden_patients(conn, principal), SUS.c.patient_id)
+            got = {str(k): int(v) for k, v in conn.execute(
+                select(SUS.c.kind, func.count()).where(SUS.c.status == PENDING, *where).group_by(SUS.c.kind))}
+            self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE, detail="pending suspense by source")
+            return {k: got.get(k, 0) for k in SOURCE_KINDS}
 
     def _one_suspense(self, conn: Connection, principal: Principal, sid: str, action: Action) -> Any:
         row = conn.execute(select(SUS).where(SUS.c.id == sid)).first() if _fhir_id_ok(sid) else None
@@ -1219,6 +1249,20 @@ class RegistryService:
             self._audit_patients(conn, principal, Action.SEARCH, [d.patient_id for d in due], "follow-up due list")
             return due
 
+    def followup_due_count(self, principal: Principal, *, months: int = 12, now: datetime | None = None) -> int:
+        """How many patients are due for follow-up (as ``followup_due``), for counts on a home page:
+        audited as one aggregate read, not per patient."""
+        if not 1 <= months <= 120:
+            raise RegistryError(422, "months must be between 1 and 120.")
+        today = (now or datetime.now(UTC)).date()
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, RTYPE, None)
+            hidden = policy.hidden_patients(conn, principal)
+            n = followup.due_count(conn, followup.months_before(today, months), hidden)
+            self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE,
+                               detail=f"follow-up due count: {n} (aggregate)")
+            return n
+
     def followup_letters(self, principal: Principal, registry_patient_ids: Sequence[str] | None = None, *,
                          months: int = 12, now: datetime | None = None, facility: str = "Cancer Registry",
                          patient_sender: str = "Patient Follow-up Office") -> bytes:
@@ -1295,6 +1339,21 @@ class RegistryService:
             self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE,
                                detail=f"follow-up rate at {report_date.isoformat()} (aggregate counts)")
             return rate
+
+    def report_records(self, principal: Principal) -> list[TumorRecord]:
+        """Every tumour abstract the user may see, with its patient's items, for survival and incidence
+        statistics (``registry.report``). Aggregate reports: audited once, with the count."""
+        with self.db.begin() as conn:
+            self.records.authorize(conn, principal, Action.SEARCH, RTYPE, None)
+            hidden = policy.hidden_patients(conn, principal)
+            rows = conn.execute(select(TUM.c.id, TUM.c["items"], RPAT.c["items"].label("patient_items"))
+                                .select_from(TUM.join(RPAT, RPAT.c.id == TUM.c.registry_patient_id))
+                                .where(*self._visible_where(hidden, TUM.c.patient_id))
+                                .order_by(TUM.c.created_at, TUM.c.id)).all()
+            out = [TumorRecord(r.id, orjson.loads(r.patient_items or "{}"), orjson.loads(r.items or "{}")) for r in rows]
+            self.records.audit(conn, principal, Action.SEARCH, resource_type=RTYPE,
+                               detail=f"registry report: {len(out)} tumour abstracts (aggregate statistics)")
+            return out
 
     # ============================================================================================
     # NAACCR exchange
@@ -1595,5 +1654,5 @@ add_write_listener(_listener)
 
 
 __all__ = ["Abstract", "EditResult", "EngineScreener", "ImportReport", "RegistryError", "RegistryService", "Screen",
-           "ScreenCounts", "Screener", "Span", "SuspenseItem", "SuspensePage", "current_screener",
+           "ScreenCounts", "Screener", "Span", "SuspenseItem", "SuspensePage", "TumorRecord", "current_screener",
            "use_screener"]

@@ -24,7 +24,7 @@ from chartkeeper.fhir.api import router as fhir_router
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.service import RecordService
 from chartkeeper.registry.api import router as registry_router
-from chartkeeper.web import coding_pages, completion_pages, pages
+from chartkeeper.web import coding_pages, completion_pages, pages, registry_pages
 
 
 class BodyLimit:
@@ -117,5 +117,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(pages.router)
     app.include_router(completion_pages.router)
     app.include_router(coding_pages.router)
+    app.include_router(registry_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

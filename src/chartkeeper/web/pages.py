@@ -320,6 +320,7 @@ def _nav(p: Principal) -> dict[str, bool]:
         "completion": bool(p.roles & HIM_ROLES) and policy.can(p, Action.SEARCH, "Task"),
         "inbox": "physician" in p.roles and policy.can(p, Action.SEARCH, "Task"),
         "coding": "coder" in p.roles and policy.can(p, Action.SEARCH, "CodingAbstract"),
+        "registry": "registrar" in p.roles and policy.can(p, Action.SEARCH, "RegistryAbstract"),
     }
 
 
@@ -520,6 +521,18 @@ def home_queues(request: Request, p: Principal) -> tuple[list[Queue], list[dict[
                   "/coding?status=query_pending", "Coding resumes when the physician answers."),
         ])
     # --- end coding ---
+    # --- Cancer registry (the registrar's suspense queue and follow-up; counts from the registry service) ---
+    if "registrar" in roles and policy.can(p, Action.SEARCH, "RegistryAbstract"):
+        from chartkeeper.web.registry_pages import home_counts
+
+        rc = home_counts(request, p)
+        queues.extend([
+            Queue("Suspense queue: reportable cases to decide", rc["pending"], "/registry",
+                  f"{rc['pathology']} from pathology reports, {rc['diagnosis']} from coded diagnoses."),
+            Queue("Due for follow-up", rc["due"], "/registry/followup",
+                  "Living analytic patients not contacted in the last 12 months."),
+        ])
+    # --- end registry ---
     db = request.app.state.db
     if "privacy_officer" in roles:
         with db.begin() as conn:
