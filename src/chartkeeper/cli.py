@@ -162,6 +162,14 @@ def demo(patients: int = typer.Option(200, help="How many people to generate."),
           f"{counts.encounters} charts analysed, {counts.opened} deficiencies open")
     for r in rep.rejects[:10]:
         print("  rejected:", r)
+    from chartkeeper.coding.service import CodingService
+    from chartkeeper.demo.registry import load_registry
+
+    reg = load_registry(db, today=date.today())
+    print(f"registry: {reg.historical} historical cases imported, {reg.cases} cases abstracted, {reg.linked} reports "
+          f"linked, {reg.pending} waiting in suspense")
+    dnfb = CodingService(db).counts(cli_principal("coding"))["dnfb"]
+    print(f"coding: {dnfb} discharged encounters waiting to be coded (DNFB)")
 
 
 @app.command("demo-setup")
