@@ -314,33 +314,29 @@ def same_tumor(existing: dict[str, Any], screen: Screen, new_date: date | None =
 
 
 def run_edits(patient_items: dict[str, str], tumors: list[dict[str, str]]) -> list[EditResult]:
-    """The NAACCR edits (``chartkeeper.registry.edits``); none when that module is not installed."""
-    try:
-        from chartkeeper.registry import edits
-    except ImportError:  # pragma: no cover - the edits ship with the package
-        return []
-    out = []
-    for e in edits.run_edits(patient_items, tumors):
-        out.append(EditResult(str(getattr(e, "edit_id", "")), str(getattr(e, "severity", "error")),
-                              tuple(getattr(e, "items", ()) or ()), str(getattr(e, "message", "")),
-                              getattr(e, "tumor_index", None)))
-    return out
+    """The registry edits (``chartkeeper.registry.edits``) as stored on the abstract."""
+    from chartkeeper.registry import edits
 
-
-_SEX = {"250": ("sex", 220, "Sex"), "260": ("sexAssignedAtBirth", 225, "Sex Assigned at Birth")}
+    return [EditResult(e.edit_id, e.severity, tuple(e.items), e.message, e.tumor_index)
+            for e in edits.run_edits(patient_items, tumors)]
 
 
 def sex_item(version: str) -> str:
-    return _SEX[version][0]
+    """Sex is item 220 ``sex`` up to NAACCR 25, item 225 ``sexAssignedAtBirth`` from 26."""
+    return "sexAssignedAtBirth" if version >= "260" else "sex"
 
 
 def dictionary(version: str) -> dict[str, ItemDef]:
-    """The NAACCR base dictionary of ``version`` (``registry.naaccr``), by naaccrId."""
-    if version not in VERSIONS:
-        raise RegistryError(422, f"naaccr version: {version!r} is not supported; use one of {', '.join(VERSIONS)}.",
-                            code="not-supported")
+    """The NAACCR base dictionary of ``version`` (``registry.naaccr``), by naaccrId. The registry keeps
+    and exports versions 25 and 26; files of versions 18 to 24 are read for import (with the v23
+    table and the items NAACCR retired in v23, as ``registry.naaccr`` reads them)."""
     from chartkeeper.registry import naaccr
 
+    try:
+        naaccr.dictionary(version)
+    except ValueError:
+        raise RegistryError(422, f"naaccr version: {version!r} is not supported; the registry keeps "
+                            f"{', '.join(VERSIONS)} and imports 180 to 260.", code="not-supported") from None
     return {str(key): ItemDef(str(key), it.number, it.name, it.length, str(it.data_type), str(it.parent))
             for key, it in naaccr.dictionary(version).items.items()}
 
@@ -371,37 +367,27 @@ def check_value(item: ItemDef, value: str, version: str = DEFAULT_VERSION) -> st
     return None
 
 
-def _naaccr() -> Any:
-    try:
-        from chartkeeper.registry import naaccr
-    except ImportError:
-        raise RegistryError(501, "Reading and writing NAACCR XML needs chartkeeper.registry.naaccr, which is not "
-                            "installed in this build.", code="not-supported") from None
-    return naaccr
-
-
 def naaccr_read(path: Path) -> tuple[dict[str, str], Iterator[Any]]:
     """(the file's header: naaccrVersion, baseDictionaryUri, recordType; its patients and rejects streamed)."""
-    eng = _naaccr()
-    reader = eng.read(path)
-    h = getattr(reader, "header", None)
-    if isinstance(h, dict):
-        header = {str(k): str(v) for k, v in h.items()}
-    else:
-        header = {"naaccrVersion": str(getattr(h, "version", "") or ""),
-                  "baseDictionaryUri": str(getattr(h, "base_dictionary_uri", "") or ""),
-                  "recordType": str(getattr(h, "record_type", "") or "")}
+    from chartkeeper.registry import naaccr
+
+    reader = naaccr.read(path)
+    h = reader.header
+    header = {"naaccrVersion": str(h.version or ""), "baseDictionaryUri": h.base_dictionary_uri,
+              "recordType": str(h.record_type.value if h.record_type else "")}
     return header, iter(reader)
 
 
 def naaccr_write(out: IO[bytes], header: dict[str, str], patients: Iterable[Any], version: str, record_type: str) -> None:
-    eng = _naaccr()
-    eng.write(out, header, patients, version, record_type)
+    from chartkeeper.registry import naaccr
+
+    naaccr.write(out, header, patients, version, record_type)
 
 
 def naaccr_patient(items: dict[str, str], tumors: list[dict[str, str]]) -> Any:
-    eng = _naaccr()
-    return eng.NaaccrPatient(items=items, tumors=tumors, line=0)
+    from chartkeeper.registry import naaccr
+
+    return naaccr.NaaccrPatient(items=items, tumors=tumors, line=0)
 
 
 # ================================================================================================
@@ -1383,16 +1369,19 @@ class RegistryService:
         if not file_version:  # NAACCR XML names its version through the base dictionary
             m = re.search(r"naaccr-dictionary-(\d{3})\.xml", header.get("baseDictionaryUri", ""))
             file_version = m.group(1) if m else ""
-        if file_version not in VERSIONS:
+        try:
+            dictionary(file_version)
+        except RegistryError:
             raise RegistryError(422, f"{path.name}: this file is NAACCR version {file_version or 'unknown'} "
-                                f"(naaccrVersion in its header); import reads versions {', '.join(VERSIONS)}. Convert "
-                                "the file to one of them first; nothing was imported.", code="not-supported")
+                                "(naaccrVersion in its header); import reads versions 180 to 260. Convert the file "
+                                "to one of them first; nothing was imported.", code="not-supported") from None
+        from chartkeeper.registry.naaccr import Reject
+
         for i, got in enumerate(stream):
-            if hasattr(got, "reason") and not hasattr(got, "tumors"):
-                rep.rejects.append(ImportReject(getattr(got, "line", None), getattr(got, "patient_index", i),
-                                                getattr(got, "item_id", None), str(got.reason)))
+            if isinstance(got, Reject):
+                rep.rejects.append(ImportReject(got.line, got.patient_index or i, got.item_id, got.reason))
                 continue
-            line = getattr(got, "line", None)
+            line = got.line
             problems = self.check_items(_text_items(got.items), "Patient", version=file_version)
             for t in got.tumors:
                 problems += self.check_items(_text_items(t), "Tumor", version=file_version)
