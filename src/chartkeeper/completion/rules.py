@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
-from importlib import resources
-from pathlib import Path
 from typing import Any
+
+from chartkeeper import rulefiles
 
 KINDS = ("document", "authentication", "elements")
 PER = ("encounter", "surgical_procedure", "consult_order", "specimen")
@@ -92,33 +91,20 @@ class RuleSet:
         return r.title if r else rule_id
 
 
-class RuleFileError(ValueError):
-    """A rule file that cannot be used. ``problems`` lists every problem found, each a sentence."""
+class RuleFileError(rulefiles.RuleFileError):
+    """A chart completion rule file that cannot be used; ``problems`` lists each one as a sentence."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(f"The chart completion rule file {path} has {len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems))
+    what = "chart completion rule file"
 
 
 def _default_text() -> str:
-    return resources.files("chartkeeper.completion").joinpath("default_rules.toml").read_text("utf-8")
+    return rulefiles.shipped_text("chartkeeper.completion", "default_rules.toml")
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> RuleSet:
     """The rule set to use: ``path``, else ``CHARTKEEPER_COMPLETION_RULES``, else the defaults."""
-    if path is None:
-        path = os.environ.get("CHARTKEEPER_COMPLETION_RULES") or None
-    if path is None:
-        return parse_rules(_default_text(), "default")
-    p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as exc:
-        raise RuleFileError(str(p), [f"The file cannot be read ({exc.strerror or exc}); check "
-                                     "CHARTKEEPER_COMPLETION_RULES points at a readable TOML file."]) from None
-    return parse_rules(text, str(p))
+    chosen = rulefiles.chosen_file(path, "CHARTKEEPER_COMPLETION_RULES", RuleFileError)
+    return parse_rules(*chosen) if chosen else parse_rules(_default_text(), "default")
 
 
 _DEFAULT: RuleSet | None = None
@@ -132,14 +118,8 @@ def default_rules() -> RuleSet:
 
 
 def parse_rules(text: str, source: str = "<text>") -> RuleSet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleFileError(source, [f"It is not valid TOML: {exc}. Fix the syntax at that line."]) from None
-    problems: list[str] = []
-    for key in data:
-        if key not in _TOP:
-            problems.append(f"Unknown top-level setting {key!r}; allowed: {', '.join(sorted(_TOP))}.")
+    data = rulefiles.parse_toml(text, source, RuleFileError)
+    problems = rulefiles.unknown_keys(data, _TOP)
     base: RuleSet | None = None
     extends = data.get("extends")
     if extends is not None:

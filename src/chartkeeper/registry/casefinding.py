@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from chartkeeper import rulefiles
 from chartkeeper.coding.codes import ICD10CMCode
 from chartkeeper.registry import icdo3
 from chartkeeper.registry.codes import ICDO3Behavior, ICDO3Histology, ICDO3Topography
@@ -122,14 +120,10 @@ class TumorMatch:
         return self.index is not None
 
 
-class TermFileError(ValueError):
+class TermFileError(rulefiles.RuleFileError):
     """A casefinding terms file that cannot be used; ``problems`` lists each one as a sentence."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(f"The casefinding terms file {path} has {len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems))
+    what = "casefinding terms file"
 
 
 # ---------------------------------------------------------------------------------------------- terms
@@ -234,29 +228,17 @@ def _ranges(raw: Any, where: str, problems: list[str], example: str) -> tuple[tu
 
 
 def _default_terms_text() -> str:
-    return resources.files("chartkeeper.registry").joinpath("casefinding_terms.toml").read_text("utf-8")
+    return rulefiles.shipped_text("chartkeeper.registry", "casefinding_terms.toml")
 
 
 def load_terms(path: str | os.PathLike[str] | None = None) -> Terms:
     """The terms to use: ``path``, else ``CHARTKEEPER_CASEFINDING_TERMS``, else the shipped file."""
-    if path is None:
-        path = os.environ.get("CHARTKEEPER_CASEFINDING_TERMS") or None
-    if path is None:
-        return parse_terms(_default_terms_text(), "default")
-    p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as exc:
-        raise TermFileError(str(p), [f"The file cannot be read ({exc.strerror or exc}); check "
-                                     "CHARTKEEPER_CASEFINDING_TERMS points at a readable TOML file."]) from None
-    return parse_terms(text, str(p))
+    chosen = rulefiles.chosen_file(path, "CHARTKEEPER_CASEFINDING_TERMS", TermFileError)
+    return parse_terms(*chosen) if chosen else parse_terms(_default_terms_text(), "default")
 
 
 def parse_terms(text: str, source: str = "<text>") -> Terms:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TermFileError(source, [f"It is not valid TOML: {exc}. Fix the syntax at that line."]) from None
+    data = rulefiles.parse_toml(text, source, TermFileError)
     problems: list[str] = []
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():

@@ -13,15 +13,14 @@ far as both dates are known.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
+from chartkeeper import rulefiles
 from chartkeeper.registry import icdo3
 
 Severity = Literal["error", "warning"]
@@ -91,14 +90,10 @@ class EditSet:
         return tuple(e for e in self.edits if e.enabled)
 
 
-class EditFileError(ValueError):
+class EditFileError(rulefiles.RuleFileError):
     """A registry edit file that cannot be used. ``problems`` lists every problem, each a sentence."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(f"The registry edit file {path} has {len(problems)} problem"
-                         f"{'s' if len(problems) != 1 else ''}:\n" + "\n".join(f"  - {p}" for p in problems))
+    what = "registry edit file"
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -127,17 +122,8 @@ def _default_text() -> str:
 
 def load_edits(path: str | os.PathLike[str] | None = None) -> EditSet:
     """The edit set to use: ``path``, else ``CHARTKEEPER_REGISTRY_EDITS``, else the defaults."""
-    if path is None:
-        path = os.environ.get("CHARTKEEPER_REGISTRY_EDITS") or None
-    if path is None:
-        return default_edits()
-    p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as exc:
-        raise EditFileError(str(p), [f"The file cannot be read ({exc.strerror or exc}); check "
-                                     "CHARTKEEPER_REGISTRY_EDITS points at a readable TOML file."]) from None
-    return parse_edits(text, str(p))
+    chosen = rulefiles.chosen_file(path, "CHARTKEEPER_REGISTRY_EDITS", EditFileError)
+    return parse_edits(*chosen) if chosen else default_edits()
 
 
 @lru_cache(maxsize=1)
@@ -146,14 +132,8 @@ def default_edits() -> EditSet:
 
 
 def parse_edits(text: str, source: str = "<text>") -> EditSet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise EditFileError(source, [f"It is not valid TOML: {exc}. Fix the syntax at that line."]) from None
-    problems: list[str] = []
-    for key in data:
-        if key not in _TOP:
-            problems.append(f"Unknown top-level setting {key!r}; allowed: {', '.join(sorted(_TOP))}.")
+    data = rulefiles.parse_toml(text, source, EditFileError)
+    problems = rulefiles.unknown_keys(data, _TOP)
     base: EditSet | None = None
     if "extends" in data:
         if data["extends"] != "default":
