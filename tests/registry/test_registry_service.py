@@ -352,3 +352,15 @@ def test_every_naaccr_sample_round_trips_through_the_registry(db, svc, people, s
 
 def _tumor_order(t: dict[str, str]) -> tuple[str, str, str]:
     return (t.get("dateOfDiagnosis", ""), t.get("primarySite", ""), t.get("sequenceNumberCentral", ""))
+
+
+def test_a_file_that_is_not_naaccr_xml_is_refused_with_the_reason(svc, people, tmp_path):
+    from chartkeeper.registry.service import RegistryError
+
+    for name, body, says in (("page.xml", "<html><body>hello</body></html>", "root element must be NaaccrData"),
+                             ("junk.xml", "junk <<<", "not well-formed XML at line 1")):
+        path = tmp_path / name
+        path.write_text(body)
+        with pytest.raises(RegistryError) as err:
+            svc.import_file(people.registrar, path)
+        assert err.value.status == 422 and says in err.value.message and "Nothing was imported" in err.value.message

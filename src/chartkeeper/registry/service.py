@@ -373,6 +373,9 @@ def naaccr_read(path: Path) -> tuple[dict[str, str], Iterator[Any]]:
 
     reader = naaccr.read(path)
     h = reader.header
+    if h is None:  # not NAACCR XML at all (or broken before its first element): the reader says why
+        why = next((str(r) for r in reader if isinstance(r, naaccr.Reject)), "it is not a NAACCR XML file")
+        raise RegistryError(422, f"{path.name}: {why.rstrip('.')}. Nothing was imported.", code="invalid")
     header = {"naaccrVersion": str(h.version or ""), "baseDictionaryUri": h.base_dictionary_uri,
               "recordType": str(h.record_type.value if h.record_type else "")}
     return header, iter(reader)
