@@ -192,3 +192,5 @@ def test_registrar_takes_a_pathology_report_to_a_clean_abstract_an_export_and_a_
     expect(page.locator(".due-table")).to_contain_text("(registry 0000")  # imported cases, named from the abstract
     shot(page, "registry-followup")
     assert not problems, problems
+    if not XSD.exists():  # everything else passed; say plainly that the schema check could not run
+        pytest.skip(f"the export was not validated: the NAACCR XML schema is not at {XSD} (../shared/data)")
