@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "var" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 768}
+T = TypeVar("T")
 
 
 def need_chromium() -> None:
@@ -76,3 +77,31 @@ def shot(page: Any, name: str, *, full_page: bool = False) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+@contextmanager
+def seeded_server(tmp: Path, name: str, seed: Callable[[Any], T]) -> Iterator[tuple[str, str, T]]:
+    """(base URL, database URL, what ``seed`` returned): a fresh SQLite database under ``tmp``, seeded
+    by ``seed(db)`` before the real server starts on it. Skips when Chromium is missing."""
+    from chartkeeper.db import Database
+
+    need_chromium()
+    url = f"sqlite:///{tmp / (name + '.db')}"
+    db = Database(url)
+    db.upgrade()
+    try:
+        seeded = seed(db)
+    finally:
+        db.dispose()
+    with running_server(tmp, url) as base:
+        yield base, url, seeded
+
+
+def log_in(page: Any, base: str, username: str, password: str) -> None:
+    """Log in through the login form, from the keyboard, and land on the home page."""
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login"), "an anonymous visitor is sent to the login page"
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.press("#password", "Enter")
+    page.wait_for_url(base + "/")

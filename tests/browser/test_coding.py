@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from browserkit import VIEWPORT, need_chromium, running_server, shot
+from browserkit import VIEWPORT, log_in, seeded_server, shot
 
 import chartkeeper.coding.service  # noqa: F401 - loads the coding write listener, as the server does
 from chartkeeper.db import Database
@@ -91,26 +91,13 @@ def _seed(db: Database) -> Seeded:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    need_chromium()
-    tmp = tmp_path_factory.mktemp("coding")
-    url = f"sqlite:///{tmp / 'coding.db'}"
-    db = Database(url)
-    db.upgrade()
-    seeded = _seed(db)
-    db.dispose()
-    with running_server(tmp, url) as base:
+    with seeded_server(tmp_path_factory.mktemp("coding"), "coding", _seed) as (base, _url, seeded):
         seeded.base_url = base
         yield seeded
 
 
 def login(page: Any, base: str, who: str) -> None:
-    username, _display, _role = USERS[who]
-    page.goto(base + "/")
-    assert page.url.startswith(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
-    page.wait_for_url(base + "/")
+    log_in(page, base, USERS[who][0], PASSWORD)
 
 
 def test_coder_codes_a_stay_from_the_queue_to_a_final_claim(page: Any, browser: Any, server: Seeded) -> None:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from browserkit import need_chromium, running_server, shot
+from browserkit import log_in, seeded_server, shot
 
 from chartkeeper.db import Database
 from chartkeeper.fhir.service import RecordService
@@ -93,25 +93,12 @@ def record_discharge(db_url: str, pid: str, practitioner: str) -> tuple[str, str
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    need_chromium()
-    tmp = tmp_path_factory.mktemp("completion")
-    url = f"sqlite:///{tmp / 'completion.db'}"
-    db = Database(url)
-    db.upgrade()
-    pid, prac = _seed(db)
-    db.dispose()
-    with running_server(tmp, url) as base:
+    with seeded_server(tmp_path_factory.mktemp("completion"), "completion", _seed) as (base, url, (pid, prac)):
         yield Seeded(base, url, pid, prac)
 
 
 def login(page: Any, base: str, who: str) -> None:
-    username, _display, _role = USERS[who]
-    page.goto(base + "/")
-    assert page.url.startswith(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
-    page.wait_for_url(base + "/")
+    log_in(page, base, USERS[who][0], PASSWORD)
 
 
 def logout(page: Any, base: str) -> None:

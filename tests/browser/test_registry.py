@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import ROOT, need_chromium, running_server, shot
+from browserkit import ROOT, log_in, seeded_server, shot
 
 from chartkeeper.db import Database
 from chartkeeper.demo.load import load_population
@@ -81,14 +81,7 @@ def _seed(db: Database) -> Seeded:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    need_chromium()
-    tmp = tmp_path_factory.mktemp("registry")
-    url = f"sqlite:///{tmp / 'registry.db'}"
-    db = Database(url)
-    db.upgrade()
-    seeded = _seed(db)
-    db.dispose()
-    with running_server(tmp, url) as base:
+    with seeded_server(tmp_path_factory.mktemp("registry"), "registry", _seed) as (base, _url, seeded):
         seeded.base_url = base
         yield seeded
 
@@ -105,11 +98,7 @@ def test_registrar_takes_a_pathology_report_to_a_clean_abstract_an_export_and_a_
     page.on("pageerror", lambda e: problems.append(str(e)))
 
     # Home: the suspense count; the queue opens from it.
-    page.goto(base + "/")
-    page.fill("#username", "rhea")
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
-    page.wait_for_url(base + "/")
+    log_in(page, base, "rhea", PASSWORD)
     card = page.locator(".queue", has_text="Suspense queue")
     expect(card.locator(".queue-count")).to_have_text(re.compile(r"^[1-9]\d*$"))
     card.click()

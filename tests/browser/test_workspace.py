@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from browserkit import need_chromium, running_server, shot
+from browserkit import log_in, seeded_server, shot
 
 from chartkeeper.db import Database
 from chartkeeper.fhir.service import RecordService
@@ -205,25 +205,12 @@ def _seed(db: Database) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    need_chromium()
-    tmp = tmp_path_factory.mktemp("browser")
-    url = f"sqlite:///{tmp / 'workspace.db'}"
-    db = Database(url)
-    db.upgrade()
-    ids = _seed(db)
-    db.dispose()
-    with running_server(tmp, url) as base:
+    with seeded_server(tmp_path_factory.mktemp("browser"), "workspace", _seed) as (base, _url, ids):
         yield Seeded(base, ids)
 
 
 def login(page: Any, base: str, role: str) -> None:
-    username, _display = USERS[role]
-    page.goto(base + "/")
-    assert page.url.startswith(base + "/login"), "an anonymous visitor is sent to the login page"
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
-    page.wait_for_url(base + "/")
+    log_in(page, base, USERS[role][0], PASSWORD)
 
 
 @pytest.mark.parametrize("role", list(USERS))
