@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -688,26 +688,24 @@ def _csv_response(text: str, name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
-@router.get("/registry/reports/survival.csv")
-def survival_csv(request: Request) -> Response:
+def _survival_download(request: Request, table: Callable[[report.SurvivalReport], str], name: str) -> Response:
     p = current_principal(request)
     require(request, p, Action.SEARCH, RTYPE)
     by, err = _by(request.query_params.get("by"))
     if err:
         raise HTTPException(400, err)
     rep = report.survival_report(registry(request).report_records(p), by)
-    return _csv_response(report.survival_csv(rep), f"survival-by-{by}.csv")
+    return _csv_response(table(rep), f"{name}-by-{by}.csv")
+
+
+@router.get("/registry/reports/survival.csv")
+def survival_csv(request: Request) -> Response:
+    return _survival_download(request, report.survival_csv, "survival")
 
 
 @router.get("/registry/reports/life-table.csv")
 def life_table_csv(request: Request) -> Response:
-    p = current_principal(request)
-    require(request, p, Action.SEARCH, RTYPE)
-    by, err = _by(request.query_params.get("by"))
-    if err:
-        raise HTTPException(400, err)
-    rep = report.survival_report(registry(request).report_records(p), by)
-    return _csv_response(report.life_table_csv(rep), f"life-table-by-{by}.csv")
+    return _survival_download(request, report.life_table_csv, "life-table")
 
 
 @router.get("/registry/reports/incidence.csv")
