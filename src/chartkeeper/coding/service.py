@@ -54,7 +54,7 @@ from chartkeeper.coding.models import (
 from chartkeeper.db import Database
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
-from chartkeeper.fhir.service import Change, RecordService, add_write_listener
+from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, Stored, fhir_instant, new_id
 from chartkeeper.security import audit, policy, users
 from chartkeeper.security.policy import Action
@@ -1991,18 +1991,9 @@ def _listener(conn: Connection, changes: list[Change], bulk: bool) -> None:
     _LISTENER.track_encounters(conn, resources)
 
 
-class _NoDb:
-    """The listener works in the writer's transaction only; it never opens its own."""
-
-    def begin(self) -> Any:  # pragma: no cover - a programming error if reached
-        raise RuntimeError("the coding listener must use the caller's connection")
-
-    read = begin
-
-
 class _ListenerService(CodingService):
     def __init__(self) -> None:  # no record service: only track_encounters is used
-        self.db = cast(Database, _NoDb())
+        self.db = cast(Database, ListenerDb("coding"))
         self.store = FhirStore()
 
 

@@ -42,7 +42,7 @@ from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
-from chartkeeper.fhir.service import Change, RecordService, add_write_listener
+from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action
@@ -1015,17 +1015,8 @@ def _service_for(conn: Connection) -> CompletionService:
     working only in the writer's transaction."""
     global _LISTENER_SERVICE
     if _LISTENER_SERVICE is None:
-        _LISTENER_SERVICE = CompletionService(_NoDb(), load_rules())  # type: ignore[arg-type]
+        _LISTENER_SERVICE = CompletionService(ListenerDb("completion"), load_rules())  # type: ignore[arg-type]
     return _LISTENER_SERVICE
-
-
-class _NoDb:
-    """The listener works in the writer's transaction only; it never opens its own."""
-
-    def begin(self) -> Any:  # pragma: no cover - a programming error if reached
-        raise RuntimeError("the completion listener must use the caller's connection")
-
-    read = begin
 
 
 add_write_listener(_listener)
@@ -1035,7 +1026,7 @@ def reset_listener_rules(rules: RuleSet | None = None) -> None:
     """Use these rules in the write listener (the app and the CLI call this at start, after loading
     and checking the facility's rule file); None: load them again on next use."""
     global _LISTENER_SERVICE
-    _LISTENER_SERVICE = None if rules is None else CompletionService(_NoDb(), rules)  # type: ignore[arg-type]
+    _LISTENER_SERVICE = None if rules is None else CompletionService(ListenerDb("completion"), rules)  # type: ignore[arg-type]
 
 
 __all__ = ["AnalysisCounts", "CompletionError", "CompletionService", "Deficiency", "QueueFilter", "QueuePage",

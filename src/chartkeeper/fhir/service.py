@@ -51,6 +51,20 @@ def add_write_listener(fn: WriteListener) -> WriteListener:
     return fn
 
 
+class ListenerDb:
+    """The database handle of a domain service that works inside a write listener: a listener runs in
+    the writer's transaction and must never open one of its own, so asking this handle for a
+    transaction is a programming error."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+
+    def begin(self) -> Any:  # pragma: no cover - a programming error if reached
+        raise RuntimeError(f"the {self.who} listener must use the caller's connection")
+
+    read = begin
+
+
 def _load_domains() -> None:
     """Import the domain modules that listen to record writes (once; imports are cached)."""
     import chartkeeper.coding.service  # noqa: F401

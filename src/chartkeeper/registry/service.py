@@ -39,7 +39,7 @@ from chartkeeper.coding.codes import CodeFormatError, ICD10CMCode
 from chartkeeper.db import Database
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
-from chartkeeper.fhir.service import Change, RecordService, add_write_listener
+from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
 from chartkeeper.fhir.store import FhirStore, Stored
 from chartkeeper.registry import followup
 from chartkeeper.registry.codes import ICDO3Behavior, ICDO3Histology, ICDO3Topography
@@ -1613,19 +1613,10 @@ def _listener(conn: Connection, changes: list[Change], bulk: bool) -> None:
         svc._refresh(conn, pids)
 
 
-class _NoDb:
-    """The listener works in the writer's transaction only; it never opens its own."""
-
-    def begin(self) -> Any:  # pragma: no cover - a programming error if reached
-        raise RuntimeError("the registry listener must use the caller's connection")
-
-    read = begin
-
-
 def _listener_service() -> RegistryService:
     global _LISTENER
     if _LISTENER is None:
-        nodb = cast(Database, _NoDb())
+        nodb = cast(Database, ListenerDb("registry"))
         _LISTENER = RegistryService(nodb, RecordService(nodb), screener=_LISTENER_SCREENER)
     return _LISTENER
 
