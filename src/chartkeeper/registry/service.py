@@ -26,7 +26,7 @@ import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -249,45 +249,24 @@ class Screener(Protocol):
     def screen_code(self, code: ICD10CMCode) -> Screen | None: ...
 
 
-def _screen_from(result: Any) -> Screen | None:
-    if result is None:
-        return None
-    matches = tuple(Span(int(getattr(m, "start", 0)), int(getattr(m, "end", 0)), str(getattr(m, "phrase", "")),
-                         str(getattr(m, "kind", "")), str(getattr(m, "role", "finding") or "finding"))
-                    for m in getattr(result, "matches", ()) or ())
-    return Screen(bool(getattr(result, "reportable", False)), str(getattr(result, "reason", "") or ""), matches,
-                  str(getattr(result, "suggested_site", "") or ""), str(getattr(result, "suggested_histology", "") or ""),
-                  str(getattr(result, "behavior", "") or ""), str(getattr(result, "laterality", "") or ""))
-
-
-def _casefinding() -> Any:
-    try:
-        from chartkeeper.registry import casefinding
-    except ImportError:  # pragma: no cover - the engine ships with the package
-        return None
-    return casefinding
-
-
 class EngineScreener:
-    """The casefinding engine (``chartkeeper.registry.casefinding``), loaded on first use. A code the
-    casefinding list marks for review is queued too (the registrar decides)."""
-
-    def available(self) -> bool:
-        return _casefinding() is not None
+    """The casefinding engine (``chartkeeper.registry.casefinding``; its NLP pipeline loads on first
+    use). A code the casefinding list marks for review is queued too (the registrar decides)."""
 
     def screen_text(self, text: str) -> Screen | None:
-        eng = _casefinding()
-        return _screen_from(eng.screen_text(text)) if eng is not None else None
+        from chartkeeper.registry import casefinding
+
+        r = casefinding.screen_text(text)
+        return Screen(r.reportable, r.reason,
+                      tuple(Span(m.start, m.end, m.phrase, m.kind, m.role) for m in r.matches),
+                      str(r.suggested_site or ""), str(r.suggested_histology or ""), str(r.behavior or ""),
+                      r.laterality or "")
 
     def screen_code(self, code: ICD10CMCode) -> Screen | None:
-        eng = _casefinding()
-        if eng is None:
-            return None
-        result = eng.screen_code(code)
-        screen = _screen_from(result)
-        if screen is not None and getattr(result, "to_queue", False):
-            screen = replace(screen, reportable=True)
-        return screen
+        from chartkeeper.registry import casefinding
+
+        r = casefinding.screen_code(code)
+        return Screen(r.to_queue, r.reason, (), str(r.suggested_site or ""), "", str(r.behavior or ""), "")
 
 
 def same_tumor(existing: dict[str, Any], screen: Screen, new_date: date | None = None) -> bool:
@@ -295,8 +274,9 @@ def same_tumor(existing: dict[str, Any], screen: Screen, new_date: date | None =
     both sides, the casefinding engine's rule (site heading, laterality, histology group, timing);
     otherwise (a coded diagnosis has no histology) the same site heading and no contradicting side."""
     site, hist = str(existing.get("primarySite") or ""), str(existing.get("histologicTypeIcdO3") or "")
-    eng = _casefinding()
-    if eng is not None and site and hist and screen.site and screen.histology:
+    from chartkeeper.registry import casefinding as eng
+
+    if site and hist and screen.site and screen.histology:
         try:
             old = eng.TumorKey(ICDO3Topography(site), ICDO3Histology(hist), existing.get("laterality") or None,
                                existing.get("dateOfDiagnosis") if isinstance(existing.get("dateOfDiagnosis"), date)
@@ -744,7 +724,6 @@ class RegistryService:
         batches of their own transactions. Running it again adds nothing new."""
         if since and until and since >= until:
             raise RegistryError(422, "since must be before until.")
-        self._require_engine()
         with self.db.begin() as conn:
             self.records.authorize(conn, principal, Action.CREATE, RTYPE, None)
             keys = self._source_ids(conn)
@@ -760,11 +739,6 @@ class RegistryService:
                          detail=f"casefinding {since or 'start'} to {until or 'now'}: {total.screened} screened, "
                                 f"{total.queued} new in suspense")
         return total
-
-    def _require_engine(self) -> None:
-        if isinstance(self.screener, EngineScreener) and not self.screener.available():
-            raise RegistryError(501, "Casefinding needs chartkeeper.registry.casefinding, which is not installed in "
-                                "this build.", code="not-supported")
 
     def screen_pending(self, principal: Principal, *, progress: Callable[[int, int], None] | None = None) -> ScreenCounts:
         """Screen what bulk imports queued (reports, diagnoses) and refresh follow-up of the patients
