@@ -1777,28 +1777,6 @@ class CodingService:
 
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and obj.get(n) not in (None, ""):
-            return obj[n]
-        if not isinstance(obj, dict) and getattr(obj, n, None) not in (None, ""):
-            return getattr(obj, n)
-    return default
-
-
-def _as_date(value: Any) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    s = str(value).strip()
-    if re.fullmatch(r"\d{8}", s):
-        return date(int(s[:4]), int(s[4:6]), int(s[6:]))
-    return date.fromisoformat(s[:10])
-
-
 # ================================================================================================
 # FHIR shapes
 
