@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import text as sql_text
 
 from chartkeeper.coding.case import POA_VALUES, CodedDiagnosis, CodedProcedure, CodingCase, Edit, Suggestion
 from chartkeeper.coding.codes import SYSTEMS, Code, CodeFormatError, HCPCSCode, ICD10CMCode, ICD10PCSCode
@@ -52,6 +53,8 @@ from chartkeeper.coding.models import (
     QueryStatus,
 )
 from chartkeeper.db import Database
+from chartkeeper.db.base import UTCDateTime
+from chartkeeper.db.driver import DriverStatement, in_list
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
@@ -589,6 +592,41 @@ def builtin_edits(case: CodingCase) -> list[Edit]:
 WORKING_ROLES = frozenset({"coder", "him_technician"})  # who may regroup working MS-DRGs (and system jobs)
 WORKING_BATCH = 500  # stays per transaction: a few queries each
 
+# The batch's statements, built once and run on the driver (chartkeeper.db.driver): one per table
+# whatever the batch's size, rows as plain tuples.
+_W_ROWS = DriverStatement(
+    select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at)
+    .where(in_list(ABS.c.encounter_id, "ids")))
+_W_CODES = DriverStatement(
+    select(CODE.c.encounter_id, CODE.c.kind, CODE.c.code, CODE.c.system, CODE.c.poa, CODE.c.performed)
+    .where(in_list(CODE.c.encounter_id, "ids")).order_by(CODE.c.encounter_id, CODE.c.kind, CODE.c.seq))
+_W_UPDATE = DriverStatement(
+    update(ABS).where(ABS.c.encounter_id == bindparam("b_encounter")).values(
+        working_drg=bindparam("b_drg"), working_drg_title=bindparam("b_title"),
+        working_weight=bindparam("b_weight"), working_grouper=bindparam("b_grouper"),
+        working_errors=bindparam("b_errors"), working_warnings=bindparam("b_warnings"),
+        working_at=bindparam("b_at")))
+# PostgreSQL: the whole batch in one statement, one array per column (a statement per stay costs a
+# round trip and a server-side execution each).
+_W_UPDATE_PG = DriverStatement(sql_text(
+    "UPDATE coding_abstract SET working_drg = v.drg, working_drg_title = v.title, working_weight = v.weight, "
+    "working_grouper = v.grouper, working_errors = v.errors, working_warnings = v.warnings, working_at = :b_at "
+    "FROM unnest(CAST(:b_encounter AS text[]), CAST(:b_drg AS text[]), CAST(:b_title AS text[]), "
+    "CAST(:b_weight AS float8[]), CAST(:b_grouper AS text[]), CAST(:b_errors AS int[]), "
+    "CAST(:b_warnings AS int[])) AS v(encounter_id, drg, title, weight, grouper, errors, warnings) "
+    "WHERE coding_abstract.encounter_id = v.encounter_id"
+).bindparams(bindparam("b_at", type_=UTCDateTime())))
+_W_COLUMNS = ("b_encounter", "b_drg", "b_title", "b_weight", "b_grouper", "b_errors", "b_warnings")
+
+
+def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime) -> None:
+    """Write the working MS-DRGs of a batch: one UPDATE from arrays on PostgreSQL, one executemany of
+    the keyed UPDATE on SQLite (both on the driver)."""
+    if conn.dialect.name == "postgresql":
+        _W_UPDATE_PG.execute(conn, {"b_at": at, **{k: [p[k] for p in params] for k in _W_COLUMNS}})
+    else:
+        _W_UPDATE.execute_many(conn, [{**p, "b_at": at} for p in params])
+
 
 @dataclass(frozen=True)
 class WorkingDrg:
@@ -621,6 +659,16 @@ class WorkingDrgCounts:
         return {"stays": self.stays, "grouped": self.grouped, "ungroupable": self.ungroupable,
                 "with_errors": self.with_errors, "changed": self.changed,
                 "rejects": [{"encounter": e, "reason": r} for e, r in self.rejects]}
+
+
+class _WorkingRow(NamedTuple):
+    """What the batch reads of an abstract row."""
+
+    encounter_id: str
+    patient_id: str | None
+    setting: str
+    working_drg: str | None
+    working_at: datetime | None
 
 
 def _working(r: Any) -> WorkingDrg | None:
@@ -1674,17 +1722,13 @@ class CodingService:
                 ids = [r[0] for r in conn.execute(select(ABS.c.encounter_id).where(*where).order_by(ABS.c.encounter_id))]
             else:
                 ids = list(dict.fromkeys(str(e) for e in encounter_ids))
-        update_stmt = update(ABS).where(ABS.c.encounter_id == bindparam("b_encounter")).values(
-            working_drg=bindparam("b_drg"), working_drg_title=bindparam("b_title"),
-            working_weight=bindparam("b_weight"), working_grouper=bindparam("b_grouper"),
-            working_errors=bindparam("b_errors"), working_warnings=bindparam("b_warnings"), working_at=now)
         done = 0
         for i in range(0, len(ids), WORKING_BATCH):
             chunk = ids[i:i + WORKING_BATCH]
             with self.db.begin() as conn:
                 params, touched = self._working_batch(conn, chunk, hidden, counts, assess_many)
                 if params:
-                    conn.execute(update_stmt, params)
+                    _store_working(conn, params, now)
                     audit.record_many(conn, principal, "coding.working-drg", "success", [
                         {"resource_type": ABSTRACT, "patient_id": pid,
                          "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
@@ -1702,23 +1746,19 @@ class CodingService:
                        assess_many: Callable[[Sequence[CodingCase]], list[tuple[drg_engine.DrgResult, list[Edit]]]],
                        ) -> tuple[list[dict[str, Any]], Counter[str | None]]:
         """Read, edit, group one batch; returns the update parameters and the stays per patient."""
-        rows = {r.encounter_id: r for r in conn.execute(
-            select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at)
-            .where(ABS.c.encounter_id.in_(ids)))}
+        rows = {r[0]: _WorkingRow(*r) for r in _W_ROWS.all(conn, {"ids": ids})}
         lines: dict[str, tuple[list[CodedDiagnosis], list[CodedProcedure]]] = {}
-        for eid, kind, code, system, poa, performed in conn.execute(
-                select(CODE.c.encounter_id, CODE.c.kind, CODE.c.code, CODE.c.system, CODE.c.poa, CODE.c.performed)
-                .where(CODE.c.encounter_id.in_(ids)).order_by(CODE.c.encounter_id, CODE.c.kind, CODE.c.seq)):
+        for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": list(rows)}):
             dx, px = lines.get(eid) or lines.setdefault(eid, ([], []))
             typed = _typed_code(system, code)
             if kind == CodeKind.DIAGNOSIS.value:
                 dx.append(CodedDiagnosis(cast(ICD10CMCode, typed), poa))
             else:
                 px.append(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed))
-        encounters = {s.id: s.resource() for s in self.store.read_many(conn, [("Encounter", e) for e in rows])}
+        encounters = {eid: orjson.loads(text) for eid, text in self.store.read_contents(conn, "Encounter", rows).items()}
         subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
-        patients = {s.id: s.resource() for s in self.store.read_many(
-            conn, [("Patient", p) for p in dict.fromkeys(subjects.values()) if p])}
+        patients = {pid: orjson.loads(text) for pid, text in self.store.read_contents(
+            conn, "Patient", (p for p in subjects.values() if p)).items()}
         todo: list[tuple[Any, CodingCase]] = []
         for eid in ids:
             row = rows.get(eid)

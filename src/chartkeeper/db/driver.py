@@ -15,10 +15,15 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection
+import orjson
+from sqlalchemy import Connection, String, TypeDecorator, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean
 
 _Proc = Callable[[Any], Any]
 
@@ -69,13 +74,17 @@ class DriverStatement:
                     c = self._by_dialect[key] = _Compiled(self.stmt, dialect, self.keys)
         return c
 
-    def _run(self, conn: Connection, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
-        c = self._compiled(conn.dialect)
+    @staticmethod
+    def _args(c: _Compiled, params: Mapping[str, Any] | None) -> Any:
         values = {**c.defaults, **params} if params else dict(c.defaults)
         for name, proc in c.binds:
             if name in values:
                 values[name] = proc(values[name])
-        args: Any = tuple(values[n] for n in c.names) if c.positional else values
+        return tuple(values[n] for n in c.names) if c.positional else values
+
+    def _run(self, conn: Connection, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
+        c = self._compiled(conn.dialect)
+        args = self._args(c, params)
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(c.sql, args)
@@ -83,6 +92,18 @@ class DriverStatement:
             cur.close()
             raise
         return cur, c
+
+    def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per parameter set in one driver call (``executemany``): the bulk
+        UPDATE of a batch job, without SQLAlchemy's per-row execution context."""
+        if not params:
+            return
+        c = self._compiled(conn.dialect)
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(c.sql, [self._args(c, p) for p in params])
+        finally:
+            cur.close()
 
     def execute(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement whose result is not wanted."""
@@ -118,3 +139,51 @@ class DriverStatement:
                 vals[i] = proc(vals[i])
             out.append(tuple(vals))
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# A list of values bound as one parameter, so a statement with ``column IN (the list)`` is compiled once
+# whatever the list's length (SQLAlchemy's expanding IN renders a new statement for each length).
+
+
+class _ValueList(TypeDecorator[list[str]]):
+    """A list of strings as one bind value: a PostgreSQL ``text[]``, a JSON array text on SQLite."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(String))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        items = [str(v) for v in value]
+        return items if dialect.name == "postgresql" else orjson.dumps(items).decode()
+
+
+class in_list(ColumnElement[bool]):  # noqa: N801 - used like SQLAlchemy's lower-case constructs
+    """``column IN (the values bound as name)``: ``column = ANY(:name)`` on PostgreSQL,
+    ``column IN (SELECT value FROM json_each(:name))`` on SQLite. Bind a list (or tuple) of strings."""
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("values", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.values = bindparam(name, type_=_ValueList())
+
+
+@compiles(in_list, "postgresql")
+def _in_list_pg(element: in_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+
+
+@compiles(in_list)
+def _in_list_default(element: in_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each("
+            f"{compiler.process(element.values, **kw)}))")

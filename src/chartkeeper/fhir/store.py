@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chartkeeper.db.driver import DriverStatement
+from chartkeeper.db.driver import DriverStatement, in_list
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -167,6 +167,13 @@ _READ = (
     .where(R.c.resource_type == bindparam("t"), R.c.id == bindparam("i"))
 )
 _D_READ = DriverStatement(_READ)  # run on the driver's cursor (chartkeeper.db.driver)
+# The current JSON of many resources of one type (read_contents): one statement for any number of ids.
+_D_CONTENTS = DriverStatement(
+    select(R.c.id, V.c.content)
+    .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                V.c.version_id == R.c.version_id)))
+    .where(R.c.resource_type == bindparam("t"), in_list(R.c.id, "ids"), R.c.deleted.is_(False))
+)
 
 
 LOCKABLE = frozenset({"DocumentReference"})
@@ -280,6 +287,15 @@ class FhirStore:
                 found[(r.resource_type, r.id)] = Stored(r.resource_type, r.id, r.version_id, r.last_updated, False,
                                                         r.content, r.patient_id)
         return [found[k] for k in keys if k in found]
+
+    def read_contents(self, conn: Connection, rtype: str, ids: Iterable[str]) -> dict[str, str]:
+        """The current version's JSON text of many resources of one type, by id, in one statement run
+        on the driver (see ``chartkeeper.db.driver``): what a batch job that reads thousands of
+        resources needs, without a ``Stored`` per row. Missing or deleted resources are left out."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        return {i: content for i, content in _D_CONTENTS.all(conn, {"t": rtype, "ids": wanted})}
 
     def referencing(self, conn: Connection, rtype: str | Sequence[str], param: str,
                     targets: Iterable[tuple[str, str]]) -> list[Stored]:
