@@ -32,6 +32,35 @@ def test_driver_statements_convert_types_as_sqlalchemy_does(db):
     md.drop_all(db.engine)
 
 
+def test_in_list_binds_any_number_of_values_as_one_parameter_and_execute_many_updates_each_row(db):
+    from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, insert, select, update
+
+    from chartkeeper.db.driver import DriverStatement, in_list
+
+    md = MetaData()
+    t = Table("drv_list", md, Column("id", Integer, primary_key=True), Column("code", String(40)),
+              Column("weight", Float, nullable=True))
+    md.create_all(db.engine)
+    codes = ["a", "b'; drop table drv_list; --", "c", "d\"e", "é"]
+    sel = DriverStatement(select(t.c.id).where(in_list(t.c.code, "codes")).order_by(t.c.id))
+    upd = DriverStatement(update(t).where(t.c.id == bindparam("b_id")).values(weight=bindparam("b_w")))
+    try:
+        with db.begin() as conn:
+            conn.execute(insert(t), [{"id": i, "code": c} for i, c in enumerate(codes, 1)])
+            assert sel.all(conn, {"codes": codes}) == [(1,), (2,), (3,), (4,), (5,)]
+            assert sel.all(conn, {"codes": ["c", "é", "zz"]}) == [(3,), (5,)]
+            assert sel.all(conn, {"codes": []}) == []
+            # the same construct through SQLAlchemy: each column is its own cache entry
+            assert conn.execute(select(t.c.code).where(in_list(t.c.id.cast(String), "ids")), {"ids": ["2"]}).all() \
+                == [(codes[1],)]
+            upd.execute_many(conn, [{"b_id": 1, "b_w": 1.5}, {"b_id": 3, "b_w": None}, {"b_id": 4, "b_w": 0.25}])
+            upd.execute_many(conn, [])
+            got = conn.execute(select(t.c.id, t.c.weight).order_by(t.c.id)).all()
+        assert [tuple(r) for r in got] == [(1, 1.5), (2, None), (3, None), (4, 0.25), (5, None)]
+    finally:
+        md.drop_all(db.engine)
+
+
 def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path):
     from chartkeeper.db import Database
 

@@ -566,6 +566,54 @@ def test_working_drg_reads_the_stay_as_the_coder_screen_does(svc, people, put, h
     assert now.drg != svc.what_if(people.coder, "stay-died", [DiagnosisInput("I21.4", "Y")], [])["proposed"].drg
 
 
+def test_working_drgs_stored_equal_assess_and_the_coder_screen_for_a_sample_of_stays(svc, db, people, put, hospital):
+    """The batch (bulk reads, edits and grouping in phases, one UPDATE per batch) stores for every stay
+    exactly what ``assess`` gives for the stay read alone, and the error and warning counts of the
+    coder's edits screen: a mix of codes with CCs, MCCs, procedures and error edits."""
+    import random
+
+    from coding_helpers import patient
+
+    from chartkeeper.coding.edits import assess
+
+    rng = random.Random(6)
+    pdx = ["J18.9", "I50.23", "A41.9", "N39.0", "J44.1", "I21.4", "I63.9", "M16.11", "S72.001A", "E11.65", "O80",
+           "N17.9", "K80.00", "F32.9"]
+    sdx = ["I10", "E11.9", "E78.5", "N17.9", "J96.01", "E87.1", "D64.9", "I48.0", "N18.3", "Z87.891", "E11.22",
+           "J44.9", "R65.20", "I50.21", "B96.20", "Z79.01"]
+    pcs = ["0SR9019", "02703DZ", "0DTJ4ZZ", "5A1955Z", "0BH17EZ", "30233N1"]
+    ids = []
+    for i in range(40):
+        pid, eid = f"sample-p{i}", f"sample-e{i}"
+        put(patient(pid, f"Sample{i}", f"MRN-S{i}", rng.choice(["male", "female"]),
+                    f"{rng.randrange(1930, 2004)}-0{rng.randrange(1, 10)}-1{rng.randrange(0, 10)}"))
+        enc = encounter(eid, pid, "IMP", discharged_days_ago=rng.randrange(1, 30), los_days=rng.randrange(1, 9))
+        if rng.random() < 0.3:
+            enc["hospitalization"] = {"dischargeDisposition": {"coding": [{"code": rng.choice(["exp", "snf"])}]}}
+        put(enc)
+        codes = list(dict.fromkeys([rng.choice(pdx), *rng.sample(sdx, rng.randrange(0, 7))]))
+        svc.save_codes(people.coder, eid, [DiagnosisInput(c, rng.choice("YYYYNU")) for c in codes],
+                       [ProcedureInput(p) for p in rng.sample(pcs, rng.choice((0, 0, 1, 2)))])
+        ids.append(eid)
+    counts = svc.working_drgs(people.coder, ids)
+    assert counts.stays == len(ids) and counts.rejects == []
+    assert counts.with_errors and counts.grouped  # the sample has both
+    t = AbstractRow.__table__
+    with db.begin() as conn:
+        stored = {r.encounter_id: r for r in conn.execute(select(t).where(t.c.encounter_id.in_(ids)))}
+        cases = {eid: svc.case(conn, eid) for eid in ids}
+    for eid in ids:
+        result, found = assess(cases[eid])
+        row = stored[eid]
+        assert row.working_drg == (f"{result.drg:03d}" if result.drg else None), eid
+        assert (row.working_drg_title, row.working_weight, row.working_grouper) == (
+            (result.drg_title or "") if result.drg else "", result.weight, result.grouper_version), eid
+        screen = svc.edits(people.coder, eid)
+        errors = sum(1 for e in screen if e.severity == "error")
+        assert (row.working_errors, row.working_warnings) == (errors, len(screen) - errors), eid
+        assert {(e.edit, e.codes) for e in found} <= {(e.edit, e.codes) for e in screen}, eid
+
+
 def test_only_coders_and_him_regroup_and_each_patient_is_audited(svc, db, people, hospital):
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
     for who in (people.registrar, people.dr_a):
