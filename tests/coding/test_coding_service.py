@@ -614,6 +614,25 @@ def test_working_drgs_stored_equal_assess_and_the_coder_screen_for_a_sample_of_s
         assert {(e.edit, e.codes) for e in found} <= {(e.edit, e.codes) for e in screen}, eid
 
 
+def test_working_drgs_pauses_the_cyclic_collector_and_leaves_it_as_it_was(svc, people, hospital):
+    import gc
+
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    during: list[bool] = []
+    assert gc.isenabled()
+    svc.working_drgs(people.coder, progress=lambda done, total: during.append(gc.isenabled()))
+    assert during == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        svc.working_drgs(people.coder)
+        assert not gc.isenabled()  # a caller that switched it off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(FhirError):
+        svc.working_drgs(people.registrar)  # refused: the collector is untouched
+    assert gc.isenabled()
+
+
 def test_only_coders_and_him_regroup_and_each_patient_is_audited(svc, db, people, hospital):
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
     for who in (people.registrar, people.dr_a):
