@@ -23,7 +23,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import NullType
+from sqlalchemy.types import NullType, TypeEngine
 
 _Proc = Callable[[Any], Any]
 
@@ -169,7 +169,7 @@ class in_list(ColumnElement[bool]):  # noqa: N801 - used like SQLAlchemy's lower
     ``column IN (SELECT value FROM json_each(:name))`` on SQLite. Bind a list (or tuple) of strings."""
 
     # Untyped, as a WHERE term: typed Boolean, SQLite (no native booleans) would render "... = 1" after it.
-    type = NullType()
+    type = cast("TypeEngine[bool]", NullType())
     inherit_cache = True
     _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
                            ("values", InternalTraversal.dp_clauseelement)]
