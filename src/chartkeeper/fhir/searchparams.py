@@ -537,8 +537,8 @@ def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
 
 
 def extract(resource: dict[str, Any]) -> IndexRows:
-    """The index rows of one resource (duplicates within a parameter dropped), written flat: this
-    runs for every write."""
+    """The index rows of one resource (duplicates within a parameter dropped), each kind sorted,
+    written flat: this runs for every write."""
     rows = IndexRows([], [], [], [])
     for p in STORED.get(resource.get("resourceType", ""), ()):
         vals = values(resource, p)
@@ -569,6 +569,11 @@ def extract(resource: dict[str, Any]) -> IndexRows:
         else:
             ss = dict.fromkeys(normalize_string(v) for v in vals if v.__class__ is str)
             rows.strings.extend((name, x) for x in ss)
+    # Sorted: the store writes them in primary-key order (resource key, then these columns).
+    rows.tokens.sort()
+    rows.strings.sort()
+    rows.dates.sort()
+    rows.references.sort()
     return rows
 
 
