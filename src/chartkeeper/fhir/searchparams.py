@@ -455,7 +455,7 @@ def date_range(value: str) -> tuple[str, str] | None:
         return None
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC)
-    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    s = dt.isoformat(timespec="seconds")[:19]  # fixed width (strftime leaves years below 1000 unpadded)
     return s, s
 
 
