@@ -510,6 +510,9 @@ class IndexRows:
     dates: list[tuple[str, str, str]]  # param, low, high
     references: list[tuple[str, str, str]]  # param, target type, target id
 
+    def __reduce__(self) -> tuple[Any, ...]:  # see store.Prepared.__reduce__
+        return IndexRows, (self.tokens, self.strings, self.dates, self.references)
+
 
 def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
     """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""

@@ -128,6 +128,12 @@ class Prepared:
     index: searchparams.IndexRows
     expected_version: int | None = None  # for If-Match
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Import workers send these to the writing process: positional arguments unpickle about a
+        # quarter faster than the default (a state dict set slot by slot), in the writer's process.
+        return Prepared, (self.rtype, self.rid, self.body, self.digest, self.patient_id, self.index,
+                          self.expected_version)
+
     def content(self, vid: int, stamp: str) -> str:
         return self.body.replace(_VID_JSON, orjson.dumps(str(vid)), 1).replace(
             _STAMP_JSON, orjson.dumps(stamp), 1).decode()
