@@ -249,3 +249,22 @@ def test_resource_keys_follow_creation_and_carry_the_index_rows(db):
         pk3, rows = _index_rows(c, "Observation", "o3")
         assert pk3 == pk and ("fhir_idx_token", "code", "http://loinc.org", "4548-4") in rows
         assert search.run(c, STORE, search.parse("Observation", [("code", "4548-4")])).total == 5
+
+
+def test_search_driven_by_an_index_fetches_keys_not_every_resource_of_the_type(db):
+    """The driving filter's keys are fetched by primary key; the planner must not walk every
+    resource of the type (SQLite did, by the (type, id) index, while the type was also a condition
+    on fhir_resource: 200 ms a search at 2,000 patients)."""
+    with db.begin() as c:
+        pid = STORE.create(c, patient(), author=None).id
+        for i in range(3):
+            STORE.create(c, obs(pid, code="8302-2" if i else "4548-4"), author=None)
+    q = search.parse("Observation", [("patient", pid), ("code", "http://loinc.org|8302-2")])
+    with db.read() as c:
+        assert search.run(c, STORE, q).total == 2
+        if c.dialect.name != "sqlite":
+            return
+        sql = str(search._order(q, search.build(q)).compile(dialect=c.dialect,
+                                                               compile_kwargs={"literal_binds": True}))
+        plan = [r[3] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert any(p.startswith("SEARCH fhir_resource USING INTEGER PRIMARY KEY") for p in plan), plan

@@ -164,6 +164,11 @@ def _rank(rtype: str, name: str, modifier: str | None) -> int:
     return _DRIVE_RANK[kind]
 
 
+def _drives_by_index(name: str, modifier: str | None) -> bool:
+    """Whether this filter, driving a query, is ``pk IN (keys from an index table of the type)``."""
+    return name not in sp.COMMON and modifier not in ("missing", "not")
+
+
 def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: bool = True) -> ColumnElement[bool]:
     values = value.split(",")
     if name == "_id":
@@ -234,8 +239,13 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: b
 def build(q: Query, *, patient_ids: set[str] | None = None, hidden: set[str] | None = None) -> Select[Any]:
     """SELECT of matching current resources (type, id), before sorting and paging. ``hidden``:
     patients whose compartments must not show (restricted, for this user), counts included."""
-    stmt = select(R.c.id).where(R.c.resource_type == q.resource_type, R.c.deleted.is_(False))
     order = sorted(range(len(q.filters)), key=lambda i: _rank(q.resource_type, *q.filters[i][:2]))
+    stmt = select(R.c.id).where(R.c.deleted.is_(False))
+    if not (order and _drives_by_index(*q.filters[order[0]][:2])):
+        # Otherwise the driving filter's index rows are of this type already; saying it again lets
+        # SQLite walk every resource of the type (by the (type, id) index, for the ORDER BY) instead
+        # of fetching the few matching keys (measured: 200 ms against 0.05 ms at 2,000 patients).
+        stmt = stmt.where(R.c.resource_type == q.resource_type)
     for n, i in enumerate(order):
         name, modifier, value = q.filters[i]
         stmt = stmt.where(_condition(q.resource_type, name, modifier, value, drive=n == 0))
