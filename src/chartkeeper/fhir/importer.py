@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 
 SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 # Resources per write (one round of statements), and per transaction. A commit writes every page the
-# transaction dirtied to the WAL; index keys are random (UUID ids), so each commit rewrites pages all
-# over the index B-trees, and fewer, larger transactions write far less (measured: 4,000 resources a
-# transaction wrote 0.9 GB of WAL for a 225 MB database). A crash loses at most the open
-# transaction, and importing the same files again completes the import (it is idempotent).
+# transaction dirtied to the WAL; the lookup indexes by value and by (type, id) have random keys (UUID
+# ids), so each commit rewrites pages all over those B-trees, and fewer, larger transactions write far
+# less (measured before index rows were keyed by resource_pk: 4,000 resources a transaction wrote
+# 0.9 GB of WAL for a 225 MB database). A crash loses at most the open transaction, and importing the
+# same files again completes the import (it is idempotent).
 CHUNK = 2000
 COMMIT_EVERY = 25000
 IMPORT_CACHE_KIB = 262144  # SQLite page cache while importing (256 MiB)

@@ -6,8 +6,12 @@
   a row, a delete adds a row with ``deleted`` set and no content.
 * ``fhir_idx_*`` hold the search parameters of current versions, one row per value.
 
-Index rows are keyed by (type, id, param, value...), clustered on SQLite (WITHOUT ROWID): one
-B-tree for the rows by resource and one lookup index by value, nothing else to maintain per insert.
+Each resource has an integer surrogate key, ``fhir_resource.pk``, given in creation order. Index rows
+carry it (``resource_pk``) instead of the resource's type and id strings: their primary key is
+(resource_pk, param, value...), clustered on SQLite (WITHOUT ROWID), so the rows of newly created
+resources are appended at the end of the B-tree instead of inserted at random places (ids are UUIDs),
+and the keys are a third of the width. Each index table has one lookup index by (type, param, value);
+a search finds resource keys there and joins them to ``fhir_resource`` by ``pk``.
 Index dates are fixed-width UTC ISO strings (``YYYY-MM-DDTHH:MM:SS``) so that range comparison is a
 plain string comparison on every backend.
 """
@@ -16,16 +20,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chartkeeper.db.base import Base, UTCDateTime
 
+# SQLite: INTEGER PRIMARY KEY, the table's rowid; PostgreSQL: BIGINT with a sequence.
+_PK = BigInteger().with_variant(Integer(), "sqlite")
+
 
 class ResourceRow(Base):
     __tablename__ = "fhir_resource"
-    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Surrogate key, in creation order (given by the store: see FhirStore._new_keys).
+    pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    id: Mapped[str] = mapped_column(String(64), nullable=False)
     version_id: Mapped[int] = mapped_column(Integer, nullable=False)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -34,6 +43,7 @@ class ResourceRow(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
+        UniqueConstraint("resource_type", "id"),
         Index("ix_fhir_resource_patient", "patient_id", "resource_type"),
         Index("ix_fhir_resource_type_updated", "resource_type", "last_updated"),
     )
@@ -59,56 +69,57 @@ class VersionRow(Base):
 
 class TokenIndex(Base):
     __tablename__ = "fhir_idx_token"
-    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=False)
     param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
     system: Mapped[str] = mapped_column(String(255), primary_key=True, default="")
     code: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     __table_args__ = (
-        Index("ix_fhir_idx_token_lookup", "resource_type", "param", "code", "system"),
+        Index("ix_fhir_idx_token_lookup", "resource_type", "param", "code", "system", "resource_pk"),
         {"sqlite_with_rowid": False},
     )
 
 
 class StringIndex(Base):
     __tablename__ = "fhir_idx_string"
-    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=False)
     param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
     # Lower-cased, accents removed: FHIR string search is case- and accent-insensitive.
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     __table_args__ = (
-        Index("ix_fhir_idx_string_lookup", "resource_type", "param", "value"),
+        Index("ix_fhir_idx_string_lookup", "resource_type", "param", "value", "resource_pk"),
         {"sqlite_with_rowid": False},
     )
 
 
 class DateIndex(Base):
     __tablename__ = "fhir_idx_date"
-    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=False)
     param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
     low: Mapped[str] = mapped_column(String(19), primary_key=True)
     high: Mapped[str] = mapped_column(String(19), primary_key=True)
 
     __table_args__ = (
-        Index("ix_fhir_idx_date_lookup", "resource_type", "param", "low"),
+        Index("ix_fhir_idx_date_lookup", "resource_type", "param", "low", "resource_pk"),
         {"sqlite_with_rowid": False},
     )
 
 
 class ReferenceIndex(Base):
     __tablename__ = "fhir_idx_reference"
-    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_pk: Mapped[int] = mapped_column(_PK, primary_key=True, autoincrement=False)
     param: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
     target_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
     __table_args__ = (
-        Index("ix_fhir_idx_reference_lookup", "resource_type", "param", "target_id", "target_type"),
+        Index("ix_fhir_idx_reference_lookup", "resource_type", "param", "target_id", "target_type",
+              "resource_pk"),
         {"sqlite_with_rowid": False},
     )
 

@@ -140,13 +140,13 @@ def _date_cond(low: Any, high: Any, prefix: str, lo: Any, hi: Any) -> ColumnElem
 
 
 def _match(t: Any, rtype: str, param: str, cond: ColumnElement[bool], drive: bool) -> ColumnElement[bool]:
-    """A resource has a matching index row. The driving filter (the most selective one) finds its ids
+    """A resource has a matching index row. The driving filter (the most selective one) finds its keys
     once through the lookup index by value; every other filter is checked per candidate through the
-    primary key (type, id, param, ...): a filter that matches many resources (a common code) then
+    primary key (resource key, param, ...): a filter that matches many resources (a common code) then
     costs nothing per non-candidate, and the query grows with the patient, not the population."""
     if drive:
-        return R.c.id.in_(select(t.c.resource_id).where(t.c.resource_type == rtype, t.c.param == param, cond))
-    return exists().where(t.c.resource_type == rtype, t.c.resource_id == R.c.id, t.c.param == param, cond)
+        return R.c.pk.in_(select(t.c.resource_pk).where(t.c.resource_type == rtype, t.c.param == param, cond))
+    return exists().where(t.c.resource_pk == R.c.pk, t.c.param == param, cond)
 
 
 # Which filter drives a query: the likely most selective kind first.
@@ -162,6 +162,11 @@ def _rank(rtype: str, name: str, modifier: str | None) -> int:
     if name == "identifier":
         return 1
     return _DRIVE_RANK[kind]
+
+
+def _drives_by_index(name: str, modifier: str | None) -> bool:
+    """Whether this filter, driving a query, is ``pk IN (keys from an index table of the type)``."""
+    return name not in sp.COMMON and modifier not in ("missing", "not")
 
 
 def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: bool = True) -> ColumnElement[bool]:
@@ -182,8 +187,7 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: b
         if value not in ("true", "false"):
             raise bad(f"'{name}:missing' takes true or false.")
         table = {sp.TOKEN: IDX_TOKEN, sp.STRING: IDX_STRING, sp.DATE: IDX_DATE, sp.REFERENCE: IDX_REF}[p.kind]
-        has = exists().where(table.c.resource_type == rtype, table.c.resource_id == R.c.id,
-                             table.c.param == p.stored_as)
+        has = exists().where(table.c.resource_pk == R.c.pk, table.c.param == p.stored_as)
         return ~has if value == "true" else has
     if p.kind == sp.TOKEN:
         t = IDX_TOKEN
@@ -235,8 +239,13 @@ def _condition(rtype: str, name: str, modifier: str | None, value: str, drive: b
 def build(q: Query, *, patient_ids: set[str] | None = None, hidden: set[str] | None = None) -> Select[Any]:
     """SELECT of matching current resources (type, id), before sorting and paging. ``hidden``:
     patients whose compartments must not show (restricted, for this user), counts included."""
-    stmt = select(R.c.id).where(R.c.resource_type == q.resource_type, R.c.deleted.is_(False))
     order = sorted(range(len(q.filters)), key=lambda i: _rank(q.resource_type, *q.filters[i][:2]))
+    stmt = select(R.c.id).where(R.c.deleted.is_(False))
+    if not (order and _drives_by_index(*q.filters[order[0]][:2])):
+        # Otherwise the driving filter's index rows are of this type already; saying it again lets
+        # SQLite walk every resource of the type (by the (type, id) index, for the ORDER BY) instead
+        # of fetching the few matching keys (measured: 200 ms against 0.05 ms at 2,000 patients).
+        stmt = stmt.where(R.c.resource_type == q.resource_type)
     for n, i in enumerate(order):
         name, modifier, value = q.filters[i]
         stmt = stmt.where(_condition(q.resource_type, name, modifier, value, drive=n == 0))
@@ -260,8 +269,8 @@ def _order(q: Query, stmt: Select[Any]) -> Select[Any]:
                      sp.REFERENCE: IDX_REF.c.target_id}[p.kind]
             t = table.table
             agg = func.max if desc else func.min
-            col = (select(agg(table)).where(t.c.resource_type == q.resource_type, t.c.resource_id == R.c.id,
-                                            t.c.param == p.stored_as).scalar_subquery())
+            col = (select(agg(table)).where(t.c.resource_pk == R.c.pk, t.c.param == p.stored_as)
+                   .scalar_subquery())
         orders.append(col.desc() if desc else col.asc())
     orders.append(R.c.id.asc())
     return stmt.order_by(*orders)
@@ -291,10 +300,10 @@ def run(conn: Connection, store: FhirStore, q: Query, *, patient_ids: set[str] |
         keys: list[tuple[str, str]] = []
         ids = [m.id for m in matches]
         for _src, param, target in q.include:
-            stmt = select(IDX_REF.c.target_type, IDX_REF.c.target_id).where(
-                IDX_REF.c.resource_type == q.resource_type,
-                IDX_REF.c.param == sp.BY_NAME[q.resource_type][param].stored_as,
-                IDX_REF.c.resource_id.in_(ids))
+            stmt = select(IDX_REF.c.target_type, IDX_REF.c.target_id).select_from(
+                R.join(IDX_REF, IDX_REF.c.resource_pk == R.c.pk)).where(
+                R.c.resource_type == q.resource_type, R.c.id.in_(ids),
+                IDX_REF.c.param == sp.BY_NAME[q.resource_type][param].stored_as)
             if target:
                 stmt = stmt.where(IDX_REF.c.target_type == target)
             keys.extend((r.target_type, r.target_id) for r in conn.execute(stmt))
@@ -318,8 +327,7 @@ def everything(conn: Connection, store: FhirStore, patient_id: str) -> list[Stor
                for r in rows]
     outside = (
         select(IDX_REF.c.target_type, IDX_REF.c.target_id).distinct()
-        .select_from(R.join(IDX_REF, and_(IDX_REF.c.resource_type == R.c.resource_type,
-                                          IDX_REF.c.resource_id == R.c.id)))
+        .select_from(R.join(IDX_REF, IDX_REF.c.resource_pk == R.c.pk))
         .where(R.c.patient_id == patient_id,
                IDX_REF.c.target_type.in_(("Practitioner", "Organization", "Location", "Medication",
                                           "PractitionerRole")))

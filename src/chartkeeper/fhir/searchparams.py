@@ -455,7 +455,7 @@ def date_range(value: str) -> tuple[str, str] | None:
         return None
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC)
-    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    s = dt.isoformat(timespec="seconds")[:19]  # fixed width (strftime leaves years below 1000 unpadded)
     return s, s
 
 
@@ -510,6 +510,9 @@ class IndexRows:
     dates: list[tuple[str, str, str]]  # param, low, high
     references: list[tuple[str, str, str]]  # param, target type, target id
 
+    def __reduce__(self) -> tuple[Any, ...]:  # see store.Prepared.__reduce__
+        return IndexRows, (self.tokens, self.strings, self.dates, self.references)
+
 
 def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
     """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""
@@ -537,8 +540,8 @@ def _token_pairs(v: Any, out: list[tuple[str, str]]) -> None:
 
 
 def extract(resource: dict[str, Any]) -> IndexRows:
-    """The index rows of one resource (duplicates within a parameter dropped), written flat: this
-    runs for every write."""
+    """The index rows of one resource (duplicates within a parameter dropped), each kind sorted,
+    written flat: this runs for every write."""
     rows = IndexRows([], [], [], [])
     for p in STORED.get(resource.get("resourceType", ""), ()):
         vals = values(resource, p)
@@ -569,6 +572,11 @@ def extract(resource: dict[str, Any]) -> IndexRows:
         else:
             ss = dict.fromkeys(normalize_string(v) for v in vals if v.__class__ is str)
             rows.strings.extend((name, x) for x in ss)
+    # Sorted: the store writes them in primary-key order (resource key, then these columns).
+    rows.tokens.sort()
+    rows.strings.sort()
+    rows.dates.sort()
+    rows.references.sort()
     return rows
 
 

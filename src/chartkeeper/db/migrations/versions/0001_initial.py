@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 00:03:35.352487
+Create Date: 2026-11-23 01:19:19.971403
 """
 
 import sqlalchemy as sa
@@ -263,61 +263,62 @@ def upgrade() -> None:
     )
     op.create_table(
         "fhir_idx_date",
-        sa.Column("resource_type", sa.String(length=64), nullable=False),
-        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("low", sa.String(length=19), nullable=False),
         sa.Column("high", sa.String(length=19), nullable=False),
-        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "low", "high", name=op.f("pk_fhir_idx_date")),
+        sa.PrimaryKeyConstraint("resource_pk", "param", "low", "high", name=op.f("pk_fhir_idx_date")),
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_date", schema=None) as batch_op:
-        batch_op.create_index("ix_fhir_idx_date_lookup", ["resource_type", "param", "low"], unique=False)
+        batch_op.create_index("ix_fhir_idx_date_lookup", ["resource_type", "param", "low", "resource_pk"], unique=False)
 
     op.create_table(
         "fhir_idx_reference",
-        sa.Column("resource_type", sa.String(length=64), nullable=False),
-        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("target_type", sa.String(length=64), nullable=False),
         sa.Column("target_id", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "resource_type", "resource_id", "param", "target_type", "target_id", name=op.f("pk_fhir_idx_reference")
-        ),
+        sa.PrimaryKeyConstraint("resource_pk", "param", "target_type", "target_id", name=op.f("pk_fhir_idx_reference")),
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_reference", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_fhir_idx_reference_lookup", ["resource_type", "param", "target_id", "target_type"], unique=False
+            "ix_fhir_idx_reference_lookup", ["resource_type", "param", "target_id", "target_type", "resource_pk"], unique=False
         )
 
     op.create_table(
         "fhir_idx_string",
-        sa.Column("resource_type", sa.String(length=64), nullable=False),
-        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=255), nullable=False),
-        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "value", name=op.f("pk_fhir_idx_string")),
+        sa.PrimaryKeyConstraint("resource_pk", "param", "value", name=op.f("pk_fhir_idx_string")),
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_string", schema=None) as batch_op:
-        batch_op.create_index("ix_fhir_idx_string_lookup", ["resource_type", "param", "value"], unique=False)
+        batch_op.create_index("ix_fhir_idx_string_lookup", ["resource_type", "param", "value", "resource_pk"], unique=False)
 
     op.create_table(
         "fhir_idx_token",
-        sa.Column("resource_type", sa.String(length=64), nullable=False),
-        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
         sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("system", sa.String(length=255), nullable=False),
         sa.Column("code", sa.String(length=255), nullable=False),
-        sa.PrimaryKeyConstraint("resource_type", "resource_id", "param", "system", "code", name=op.f("pk_fhir_idx_token")),
+        sa.PrimaryKeyConstraint("resource_pk", "param", "system", "code", name=op.f("pk_fhir_idx_token")),
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("fhir_idx_token", schema=None) as batch_op:
-        batch_op.create_index("ix_fhir_idx_token_lookup", ["resource_type", "param", "code", "system"], unique=False)
+        batch_op.create_index(
+            "ix_fhir_idx_token_lookup", ["resource_type", "param", "code", "system", "resource_pk"], unique=False
+        )
 
     op.create_table(
         "fhir_resource",
+        sa.Column("pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("resource_type", sa.String(length=64), nullable=False),
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
@@ -325,7 +326,8 @@ def upgrade() -> None:
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("patient_id", sa.String(length=64), nullable=True),
         sa.Column("content_hash", sa.String(length=64), nullable=True),
-        sa.PrimaryKeyConstraint("resource_type", "id", name=op.f("pk_fhir_resource")),
+        sa.PrimaryKeyConstraint("pk", name=op.f("pk_fhir_resource")),
+        sa.UniqueConstraint("resource_type", "id", name=op.f("uq_fhir_resource_resource_type_id")),
     )
     with op.batch_alter_table("fhir_resource", schema=None) as batch_op:
         batch_op.create_index("ix_fhir_resource_patient", ["patient_id", "resource_type"], unique=False)
