@@ -69,13 +69,17 @@ class DriverStatement:
                     c = self._by_dialect[key] = _Compiled(self.stmt, dialect, self.keys)
         return c
 
-    def _run(self, conn: Connection, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
-        c = self._compiled(conn.dialect)
+    @staticmethod
+    def _args(c: _Compiled, params: Mapping[str, Any] | None) -> Any:
         values = {**c.defaults, **params} if params else dict(c.defaults)
         for name, proc in c.binds:
             if name in values:
                 values[name] = proc(values[name])
-        args: Any = tuple(values[n] for n in c.names) if c.positional else values
+        return tuple(values[n] for n in c.names) if c.positional else values
+
+    def _run(self, conn: Connection, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
+        c = self._compiled(conn.dialect)
+        args = self._args(c, params)
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(c.sql, args)
@@ -88,6 +92,18 @@ class DriverStatement:
         """Run a statement whose result is not wanted."""
         cur, _ = self._run(conn, params)
         cur.close()
+
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per row (the driver's executemany: one prepared statement)."""
+        if not rows:
+            return
+        c = self._compiled(conn.dialect)
+        args = [self._args(c, params) for params in rows]
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(c.sql, args)
+        finally:
+            cur.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row (types converted as SQLAlchemy would), or None."""
