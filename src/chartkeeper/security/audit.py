@@ -19,6 +19,11 @@ How an entry joins the chain depends on the database:
 
 Either way the entry commits with the caller's data or not at all.
 
+Reads have no data to commit, only their entries: :func:`audited_read` runs the reads of concurrent
+callers one after another in one shared write transaction and links all their entries into the chain
+at once (one head lock, one insert, one head update, one commit: a group commit, on both databases,
+with nothing left to seal); each caller gets its data only after that commit.
+
 When a secret key is configured the head also carries an HMAC of ``seq:hash``, and
 :func:`checkpoint` writes signed checkpoints, so that even a rewrite of the whole chain from some
 entry on (recomputing every later hash) is caught by someone holding the key.
@@ -706,16 +711,14 @@ class _SharedReads:
 
     def _lead(self, own: _Ticket) -> None:
         batch: list[_Ticket] = []
-        try:
-            self._run(batch)
-        except BaseException as exc:
-            err = exc if isinstance(exc, AuditWriteError) else AuditWriteError(
-                f"The audit entry could not be written ({exc.__class__.__name__}).")
-            err.__cause__ = exc
-            for t in batch:
-                if t.error is None:
-                    t.value, t.error = None, err
-        finally:
+        handed_on = False
+
+        def hand_on() -> None:
+            """Make the first caller queued meanwhile the next leader (once)."""
+            nonlocal handed_on
+            if handed_on:
+                return
+            handed_on = True
             with self.mutex:
                 nxt = self.queue[0] if self.queue else None
                 if nxt is None:
@@ -724,11 +727,23 @@ class _SharedReads:
                     nxt.lead = True
             if nxt is not None:
                 nxt.signal.release()
+
+        try:
+            self._run(batch, hand_on)
+        except BaseException as exc:
+            err = exc if isinstance(exc, AuditWriteError) else AuditWriteError(
+                f"The audit entry could not be written ({exc.__class__.__name__}).")
+            err.__cause__ = exc
+            for t in batch:
+                if t.error is None:
+                    t.value, t.error = None, err
+        finally:
+            hand_on()
             for t in batch:
                 if t is not own:
                     t.signal.release()
 
-    def _run(self, batch: list[_Ticket]) -> None:
+    def _run(self, batch: list[_Ticket], hand_on: Callable[[], None]) -> None:
         db = self.db()
         if db is None:  # pragma: no cover - callers hold the database
             raise AuditWriteError("The audit entry could not be written (the database is gone).")
@@ -755,6 +770,11 @@ class _SharedReads:
             if rows:
                 _check_writable(conn)
                 _append_chained(conn, rows)
+            if conn.dialect.name != "sqlite":
+                # PostgreSQL: the next batch may read while this one waits for its commit (WAL
+                # flush); its entries wait for this chain-head lock, so the chain order holds.
+                # (On SQLite the next batch would only wait for the write lock.)
+                hand_on()
 
 
 _shared: weakref.WeakKeyDictionary[Any, _SharedReads] = weakref.WeakKeyDictionary()
