@@ -731,12 +731,12 @@ class _SharedReads:
         try:
             self._run(batch, hand_on)
         except BaseException as exc:
-            err = exc if isinstance(exc, AuditWriteError) else AuditWriteError(
-                f"The audit entry could not be written ({exc.__class__.__name__}).")
-            err.__cause__ = exc
+            reason = str(exc) if isinstance(exc, AuditWriteError) else \
+                f"The audit entry could not be written ({exc.__class__.__name__})."
             for t in batch:
-                if t.error is None:
-                    t.value, t.error = None, err
+                if t.error is None:  # each caller its own error (they are raised in their threads)
+                    t.value, t.error = None, AuditWriteError(reason)
+                    t.error.__cause__ = exc
         finally:
             hand_on()
             for t in batch:
