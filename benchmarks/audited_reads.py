@@ -1,6 +1,13 @@
 """Authenticated, audited FHIR reads per second over loopback, beside the same reads with auth and
 audit switched off (CHARTKEEPER_AUTH_ENABLED=0), on SQLite and PostgreSQL.
 
+Each run is a fresh database, 200 patients and one him_technician bearer token; every request is
+GET /fhir/Patient/{id} through the whole server (HTTP, token check, policy, store, audit). "on":
+every read's token is looked up, its policy checked and its audit entry committed (hash-chained)
+before the response. "off": the same server and the same read path (reads share one transaction,
+RecordService._read) without token, policy or audit, so the overhead column is what auth and audit
+cost, measured in the same run.
+
 The load comes from wrk (Debian package `wrk`) when it is installed, so that the load generator
 costs little of the machine; otherwise from Python threads (which eat much of a 2-core machine and
 understate the server). The server is uvicorn with --workers N (SQLite: 1 is right, one writer).

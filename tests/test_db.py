@@ -73,3 +73,26 @@ def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path)
     d.dispose()
     assert not thread.is_alive()
     assert Database("sqlite://")._checkpointer is None
+
+
+def test_driver_execute_many_inserts_every_row_with_conversions(db):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+
+    from chartkeeper.db.base import UTCDateTime
+    from chartkeeper.db.driver import DriverStatement
+
+    md = MetaData()
+    t = Table("drv_many", md, Column("id", Integer, primary_key=True), Column("at", UTCDateTime()),
+              Column("name", String(20)))
+    md.create_all(db.engine)
+    at = datetime(2026, 1, 31, 14, 5, 6, 789, tzinfo=UTC)
+    rows = [{"id": i, "at": at, "name": f"n{i}" if i % 2 else None} for i in range(1, 6)]
+    with db.begin() as conn:
+        DriverStatement(insert(t), keys=("id", "at", "name")).execute_many(conn, rows)
+        DriverStatement(insert(t), keys=("id", "at", "name")).execute_many(conn, [])
+    with db.read() as conn:
+        got = [tuple(r) for r in conn.execute(select(t.c.id, t.c.at, t.c.name).order_by(t.c.id))]
+    assert got == [(r["id"], r["at"], r["name"]) for r in rows]
+    md.drop_all(db.engine)

@@ -269,3 +269,59 @@ def test_search_totals_never_count_restricted_patients(client, tokens, db):
     assert client.get("/fhir/Patient?family=hidden", headers=coder).json()["total"] == 0
     # A system job still counts them.
     assert RecordService(db).search(Principal.system("test"), "Observation", [("code", "4548-4")]).total == 4
+
+
+def test_concurrent_reads_each_commit_one_entry_and_the_chain_verifies(db, tokens):
+    """Reads from many threads go through the shared transaction (group commit): every read that
+    returned data has exactly one committed entry, a denied read its denial, a missing one none."""
+    import threading
+
+    from chartkeeper.fhir.errors import FhirError
+    from chartkeeper.security import audit, users
+
+    svc = RecordService(db)
+    system = Principal.system("test")
+    open_ids = [svc.create(system, patient(family=f"Open{i}", mrn=f"O{i}"))[0].id for i in range(5)]
+    hidden = svc.create(system, patient(family="Hidden", mrn="H1"))[0].id
+    with db.begin() as c:
+        grants.restrict_patient(c, system, hidden, "vip")
+        tech = users.find_user(c, "him_technician1").principal("10.0.0.9")
+    threads, rounds = 6, 25
+    got: list[str] = []
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def worker(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                rid = open_ids[(k + i) % len(open_ids)]
+                if i % 10 == 3:
+                    rid = hidden
+                elif i % 10 == 7:
+                    rid = "no-such-patient"
+                try:
+                    s = svc.read(tech, "Patient", rid) if i % 2 else svc.vread(tech, "Patient", rid, 1)
+                    got.append(s.id)
+                except FhirError as err:
+                    statuses.append(err.status)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    assert sorted(statuses) == sorted([403] * (threads * 3) + [404] * (threads * 2))
+    with db.read() as c:
+        mine = audit.query(c, user_id=tech.user_id, limit=10_000)
+    reads = [e for e in mine if e.action == "read" and e.outcome == "success"]
+    assert sorted(e.resource_id or "" for e in reads) == sorted(got)
+    assert all(e.client_address == "10.0.0.9" for e in reads)
+    assert len([e for e in mine if e.outcome == "denied" and e.resource_id == hidden]) == threads * 3
+    audit.seal_all(db.engine)
+    with db.read() as c:
+        assert audit.verify(c).ok

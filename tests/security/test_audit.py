@@ -601,3 +601,158 @@ def test_record_many_chains_like_one_by_one_and_verifies(db):
     with db.read() as c:
         bad = audit.verify(c)
     assert not bad.ok and bad.first_bad_seq is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# audited reads (group commit)
+
+
+def _read_work(pid: str, rid: str, fail: BaseException | None = None) -> audit.ReadWork[str]:
+    def work(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
+        conn.execute(text("select 1")).scalar_one()  # a real read in the shared transaction
+        if fail is not None:
+            raise fail
+        return rid, [audit.entry(DOC, "read", "success", resource_type="Observation", resource_id=rid, patient_id=pid)]
+
+    return work
+
+
+def test_concurrent_audited_reads_share_commits_and_keep_one_chain(db: Database, monkeypatch: Any) -> None:
+    batches: list[int] = []
+    real_append = audit._append_chained
+
+    def counting_append(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        batches.append(len(rows))
+        real_append(conn, rows)
+
+    monkeypatch.setattr(audit, "_append_chained", counting_append)
+    threads, per_thread = 8, 40
+    errors: list[BaseException] = []
+    returned: list[str] = []
+    barrier = threading.Barrier(threads)
+
+    def worker(k: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                rid = f"t{k}-{i}"
+                assert audit.audited_read(db, _read_work(f"p{k}", rid)) == rid
+                returned.append(rid)
+                if i % 10 == 9:  # writers with entries of their own in between
+                    with db.begin() as conn:
+                        audit.record(conn, DOC, "update", "success", resource_id=f"w{k}-{i}")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    total = threads * per_thread + threads * (per_thread // 10)
+    res = _verify(db)
+    assert res.ok, res.problem
+    assert res.checked == total and res.head_seq == total
+    with db.read() as conn:
+        reads = [e.resource_id for e in audit.query(conn, action="read", limit=10_000)]
+    assert sorted(reads) == sorted(returned) and len(reads) == threads * per_thread  # one entry per read
+    assert sum(batches) == threads * per_thread
+
+
+def test_an_audited_read_returns_only_after_its_entry_is_committed(db: Database) -> None:
+    seen: list[int] = []
+
+    def work(conn: Connection) -> tuple[int, list[dict[str, Any]]]:
+        return 1, [audit.entry(DOC, "read", "success", resource_id="r-1")]
+
+    assert audit.audited_read(db, work) == 1
+    # Another connection sees the entry as soon as the read has returned: it was committed first.
+    with db.engine.connect() as other:
+        seen.append(int(other.execute(text("select count(*) from audit_log where resource_id = 'r-1'")).scalar_one()))
+    assert seen == [1]
+    assert _verify(db).ok
+
+
+def test_a_failing_audit_write_fails_every_read_of_its_batch(db: Database) -> None:
+    _sql(db, "alter table audit_log rename to audit_log_away")
+    try:
+        errors: list[BaseException] = []
+        values: list[str] = []
+        barrier = threading.Barrier(4)
+
+        def worker(k: int) -> None:
+            barrier.wait()
+            try:
+                values.append(audit.audited_read(db, _read_work("p", f"r{k}")))
+            except AuditWriteError as exc:
+                errors.append(exc)
+
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert values == [] and len(errors) == 4  # no data without its committed entry
+        assert all("could not be written" in str(e) for e in errors)
+    finally:
+        _sql(db, "alter table audit_log_away rename to audit_log")
+    assert audit.audited_read(db, _read_work("p", "r-after")) == "r-after"
+    assert _verify(db).ok
+
+
+def test_a_read_that_fails_fails_alone_and_writes_no_entry(db: Database) -> None:
+    results: dict[str, Any] = {}
+    barrier = threading.Barrier(6)
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        fail = LookupError(f"not found {k}") if k % 2 else None
+        try:
+            results[f"r{k}"] = audit.audited_read(db, _read_work("p", f"r{k}", fail))
+        except LookupError as exc:
+            results[f"r{k}"] = exc
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for k in range(6):
+        if k % 2:
+            assert isinstance(results[f"r{k}"], LookupError) and str(results[f"r{k}"]) == f"not found {k}"
+        else:
+            assert results[f"r{k}"] == f"r{k}"
+    with db.read() as conn:
+        assert sorted(e.resource_id or "" for e in audit.query(conn, action="read")) == ["r0", "r2", "r4"]
+    assert _verify(db).ok
+
+
+def test_a_denied_read_keeps_its_denial_entry(db: Database) -> None:
+    coder = Principal("u-c", "cody", frozenset({"coder"}))
+
+    def work(conn: Connection) -> tuple[None, list[dict[str, Any]]]:
+        policy.check(conn, coder, Action.READ, "AuditEvent", None)  # coders do not read the audit log
+        raise AssertionError("not reached")
+
+    with pytest.raises(Denied):
+        audit.audited_read(db, work)
+    with db.read() as conn:
+        denied = audit.query(conn, outcome="denied")
+    assert [(e.user_id, e.action, e.resource_type) for e in denied] == [("u-c", "read", "AuditEvent")]
+    assert _verify(db).ok
+
+
+def test_an_audited_read_may_not_write(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("the check counts SQLite's changed rows")
+
+    def work(conn: Connection) -> tuple[None, list[dict[str, Any]]]:
+        audit.record(conn, DOC, "update", "success", resource_id="sneaky")
+        return None, [audit.entry(DOC, "read", "success", resource_id="r")]
+
+    with pytest.raises(AuditWriteError):
+        audit.audited_read(db, work)
+    with db.read() as conn:
+        assert audit.query(conn) == []  # rolled back whole: neither the write nor the read's entry
+    assert _verify(db).ok

@@ -110,6 +110,18 @@ class DriverStatement:
         cur, _ = self._run(conn, params)
         cur.close()
 
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per row (the driver's executemany: one prepared statement)."""
+        if not rows:
+            return
+        c = self._compiled(conn.dialect)
+        args = [self._args(c, params) for params in rows]
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(c.sql, args)
+        finally:
+            cur.close()
+
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row (types converted as SQLAlchemy would), or None."""
         cur, c = self._run(conn, params)

@@ -3,7 +3,9 @@
 Every operation runs in one database transaction that (1) asks the one policy function whether this
 principal may do this to this patient's data, (2) does the work in the store, and (3) appends the
 audit entry. The audit entry commits with the data or not at all, so no data leaves without its
-audit entry being durable.
+audit entry being durable. Reads (read, vread, search, history, $everything) run through
+``audit.audited_read``: concurrent reads share one write transaction and one commit of their audit
+entries (group commit), and each returns its data only after that commit.
 
 A ``principal`` of ``None`` means auth and audit are switched off (benchmarks measuring their cost
 only; ``Settings.auth_enabled``). Every interface passes a real principal.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, select
 
@@ -26,6 +28,9 @@ from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action, Denied
 from chartkeeper.security.principal import PendingPrincipal, Principal
 
+T = TypeVar("T")
+# What a read returns besides its data: the audit entries to commit before the data is returned.
+Entries = list[dict[str, Any]]
 
 @dataclass(frozen=True)
 class Change:
@@ -127,6 +132,21 @@ class RecordService:
                      client_address=principal.client_address)
 
     @staticmethod
+    def _entries(principal: Principal | None, items: Iterable[tuple[Action | str, dict[str, Any]]]) -> Entries:
+        """The audit entries of a read (none when auth and audit are off)."""
+        if principal is None:
+            return []
+        return [audit.entry(principal, str(action), kw.pop("outcome", "success"), **kw) for action, kw in items]
+
+    def _read(self, work: Callable[[Connection], tuple[T, Entries]]) -> T:
+        """Run a read: ``work(conn)`` reads, checks the policy and returns (data, audit entries).
+
+        It runs through ``audit.audited_read``: in a write transaction shared with concurrent reads,
+        returning once the entries are committed. With auth and audit switched off (benchmarks) the
+        same path runs with no entries, so that what they measure is the cost of auth and audit."""
+        return audit.audited_read(self.db, work)
+
+    @staticmethod
     def _hidden(conn: Connection, principal: Principal | None) -> set[str] | None:
         return policy.hidden_patients(conn, principal) if principal is not None else None
 
@@ -141,49 +161,59 @@ class RecordService:
         ok = policy.visible_patients(conn, principal, pids) if pids else set()
         return [s for s in items if s.patient_id is None or s.patient_id in ok]
 
-    def _audit_access(self, conn: Connection, principal: Principal | None, action: Action,
-                      items: Sequence[Stored], detail: str | None = None) -> None:
+    @staticmethod
+    def _access(action: Action, items: Sequence[Stored],
+                detail: str | None = None) -> list[tuple[Action | str, dict[str, Any]]]:
         """One audit entry per patient whose data was returned (and one if none was)."""
-        if principal is None:
-            return
         by_patient: dict[str | None, list[Stored]] = {}
         for s in items:
             by_patient.setdefault(s.patient_id, []).append(s)
         if not by_patient:
             by_patient[None] = []
+        out: list[tuple[Action | str, dict[str, Any]]] = []
         for pid, group in by_patient.items():
             if len(group) == 1:
-                self.audit(conn, principal, action, resource_type=group[0].resource_type,
-                           resource_id=group[0].id, patient_id=pid, detail=detail)
+                out.append((action, {"resource_type": group[0].resource_type, "resource_id": group[0].id,
+                                     "patient_id": pid, "detail": detail}))
             else:
                 types = sorted({g.resource_type for g in group})
-                self.audit(conn, principal, action, resource_type=types[0] if len(types) == 1 else None,
-                           patient_id=pid, detail=(detail + "; " if detail else "") + f"{len(group)} resources")
+                out.append((action, {"resource_type": types[0] if len(types) == 1 else None, "patient_id": pid,
+                                     "detail": (detail + "; " if detail else "") + f"{len(group)} resources"}))
+        return out
+
+    def _audit_access(self, conn: Connection, principal: Principal | None, action: Action,
+                      items: Sequence[Stored], detail: str | None = None) -> None:
+        """The same entries, appended in the caller's write transaction (a batch's searches)."""
+        if principal is None:
+            return
+        for act, kw in self._access(action, items, detail):
+            self.audit(conn, principal, act, **kw)
 
     # --- single resources -------------------------------------------------------------------------
 
     # read and vread, the hottest audited paths, also take a PendingPrincipal (a bearer token checked
-    # first thing in this transaction, so that a request costs one transaction, not two).
+    # first thing in the read's transaction, so that a request costs no transaction of its own for it).
 
     def read(self, who: Principal | PendingPrincipal | None, rtype: str, rid: str) -> Stored:
-        with self.db.begin() as conn:
+        def work(conn: Connection) -> tuple[Stored, Entries]:
             principal = self._resolve(conn, who)
             self._known(rtype)
             stored = self.store.read(conn, rtype, rid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
-            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
-                       patient_id=stored.patient_id)
-            return stored
+            return stored, self._entries(principal, [(Action.READ, {"resource_type": rtype, "resource_id": rid,
+                                                                    "patient_id": stored.patient_id})])
+        return self._read(work)
 
     def vread(self, who: Principal | PendingPrincipal | None, rtype: str, rid: str, vid: int) -> Stored:
-        with self.db.begin() as conn:
+        def work(conn: Connection) -> tuple[Stored, Entries]:
             principal = self._resolve(conn, who)
             self._known(rtype)
             stored = self.store.vread(conn, rtype, rid, vid)
             self.authorize(conn, principal, Action.READ, rtype, stored.patient_id, rid)
-            self.audit(conn, principal, Action.READ, resource_type=rtype, resource_id=rid,
-                       patient_id=stored.patient_id, detail=f"version {vid}")
-            return stored
+            return stored, self._entries(principal, [(Action.READ, {"resource_type": rtype, "resource_id": rid,
+                                                                    "patient_id": stored.patient_id,
+                                                                    "detail": f"version {vid}"})])
+        return self._read(work)
 
     def create(self, principal: Principal | None, resource: Any, *, if_none_exist: str | None = None) -> tuple[WriteResult, bool]:
         """Create; with ``if_none_exist`` (conditional create) an existing match is returned instead.
@@ -302,7 +332,8 @@ class RecordService:
                 count: int = 100, offset: int = 0) -> tuple[list[Stored], int]:
         if rtype:
             self._known(rtype)
-        with self.db.begin() as conn:
+
+        def work(conn: Connection) -> tuple[tuple[list[Stored], int], Entries]:
             if rid and rtype:
                 current = self.store.history(conn, rtype, rid, count=1)
                 if not current:
@@ -313,15 +344,16 @@ class RecordService:
             items = self.store.history(conn, rtype, rid, count=count, offset=offset)
             total = self.store.history_count(conn, rtype, rid)
             visible = self._visible(conn, principal, Action.HISTORY, items)
-            self._audit_access(conn, principal, Action.HISTORY, visible, detail="history")
-            return visible, total
+            return (visible, total), self._entries(principal, self._access(Action.HISTORY, visible, detail="history"))
+        return self._read(work)
 
     # --- search -----------------------------------------------------------------------------------
 
     def search(self, principal: Principal | None, rtype: str, params: list[tuple[str, str]]) -> search.SearchResult:
         self._known(rtype)
         q = search.parse(rtype, params)
-        with self.db.begin() as conn:
+
+        def work(conn: Connection) -> tuple[search.SearchResult, Entries]:
             if principal is not None and not policy.can(principal, Action.SEARCH, rtype):
                 self.authorize(conn, principal, Action.SEARCH, rtype, None)
             hidden = self._hidden(conn, principal)
@@ -331,9 +363,9 @@ class RecordService:
                     search.build(q, patient_ids=hidden).subquery())).scalar_one())
             result.matches = self._visible(conn, principal, Action.SEARCH, result.matches)
             result.included = self._visible(conn, principal, Action.READ, result.included)
-            self._audit_access(conn, principal, Action.SEARCH, [*result.matches, *result.included],
-                               detail=f"{rtype} search")
-            return result
+            return result, self._entries(principal, self._access(Action.SEARCH, [*result.matches, *result.included],
+                                                                 detail=f"{rtype} search"))
+        return self._read(work)
 
     def identifier_taken(self, principal: Principal | None, rtype: str, system: str, value: str) -> bool:
         """Whether any current resource (restricted patients included) has this identifier: for
@@ -347,14 +379,15 @@ class RecordService:
             return taken
 
     def everything(self, principal: Principal | None, patient_id: str) -> list[Stored]:
-        with self.db.begin() as conn:
+        def work(conn: Connection) -> tuple[list[Stored], Entries]:
             patient = self.store.read(conn, "Patient", patient_id)
             self.authorize(conn, principal, Action.READ, "Patient", patient.patient_id or patient_id, patient_id)
             items = search.everything(conn, self.store, patient_id)
             visible = self._visible(conn, principal, Action.READ, items)
-            self.audit(conn, principal, Action.READ, resource_type="Patient", resource_id=patient_id,
-                       patient_id=patient_id, detail=f"$everything: {len(visible)} resources")
-            return visible
+            return visible, self._entries(principal, [(Action.READ, {
+                "resource_type": "Patient", "resource_id": patient_id, "patient_id": patient_id,
+                "detail": f"$everything: {len(visible)} resources"})])
+        return self._read(work)
 
     # --- bundles ----------------------------------------------------------------------------------
 

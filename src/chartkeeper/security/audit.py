@@ -19,6 +19,11 @@ How an entry joins the chain depends on the database:
 
 Either way the entry commits with the caller's data or not at all.
 
+Reads have no data to commit, only their entries: :func:`audited_read` runs the reads of concurrent
+callers one after another in one shared write transaction and links all their entries into the chain
+at once (one head lock, one insert, one head update, one commit: a group commit, on both databases,
+with nothing left to seal); each caller gets its data only after that commit.
+
 When a secret key is configured the head also carries an HMAC of ``seq:hash``, and
 :func:`checkpoint` writes signed checkpoints, so that even a rewrite of the whole chain from some
 entry on (recomputing every later hash) is caught by someone holding the key.
@@ -37,9 +42,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -75,6 +81,8 @@ SEAL_LOCK_KEY = 0x636B6175  # "ckau"
 # A process seals at most this often from the request path (plus once after the last request).
 SEAL_INTERVAL = 0.05
 SEAL_BATCH = 5000
+# At most this many audited reads share one transaction (audited_read).
+SHARED_BATCH = 64
 
 # The fields that go into an entry's hash, in this order.
 HASHED_FIELDS = (
@@ -272,6 +280,41 @@ def _deferred(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def entry(
+    principal: Principal | None,
+    action: str,
+    outcome: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    patient_id: str | None = None,
+    purpose: str | None = None,
+    detail: str | None = None,
+    client_address: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The fields of one entry, cleaned and truncated (``at`` now unless given), not yet chained:
+    what :func:`record` appends, and what the work of :func:`audited_read` returns."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"Unknown audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}.")
+    if client_address is None and principal is not None:
+        client_address = principal.client_address
+    return {
+        "at": at or utcnow(),
+        "user_id": _clean(principal.user_id or None if principal else None, _LIMITS["user_id"]),
+        "username": _clean(principal.username or None if principal else None, _LIMITS["username"]),
+        "roles": _clean(principal.roles_text if principal else "", _LIMITS["roles"]) or "",
+        "action": _clean(action, _LIMITS["action"]),
+        "outcome": outcome,
+        "resource_type": _clean(resource_type, _LIMITS["resource_type"]),
+        "resource_id": _clean(resource_id, _LIMITS["resource_id"]),
+        "patient_id": _clean(patient_id, _LIMITS["patient_id"]),
+        "purpose": _clean(purpose, _LIMITS["purpose"]),
+        "detail": _clean(detail, _LIMITS["detail"]),
+        "client_address": _clean(client_address, _LIMITS["client_address"]),
+    }
+
+
 def record(
     conn: Connection,
     principal: Principal | None,
@@ -292,24 +335,8 @@ def record(
     the database error), so the caller's request fails too.
     """
     _check_writable(conn)
-    if outcome not in OUTCOMES:
-        raise ValueError(f"Unknown audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}.")
-    if client_address is None and principal is not None:
-        client_address = principal.client_address
-    values: dict[str, Any] = {
-        "at": at or utcnow(),
-        "user_id": _clean(principal.user_id or None if principal else None, _LIMITS["user_id"]),
-        "username": _clean(principal.username or None if principal else None, _LIMITS["username"]),
-        "roles": _clean(principal.roles_text if principal else "", _LIMITS["roles"]) or "",
-        "action": _clean(action, _LIMITS["action"]),
-        "outcome": outcome,
-        "resource_type": _clean(resource_type, _LIMITS["resource_type"]),
-        "resource_id": _clean(resource_id, _LIMITS["resource_id"]),
-        "patient_id": _clean(patient_id, _LIMITS["patient_id"]),
-        "purpose": _clean(purpose, _LIMITS["purpose"]),
-        "detail": _clean(detail, _LIMITS["detail"]),
-        "client_address": _clean(client_address, _LIMITS["client_address"]),
-    }
+    values = entry(principal, action, outcome, resource_type=resource_type, resource_id=resource_id,
+                   patient_id=patient_id, purpose=purpose, detail=detail, client_address=client_address, at=at)
     try:
         if _deferred(conn):
             row = _D_LOG_INSERT_RETURNING_ID.first(conn, values)
@@ -365,23 +392,39 @@ def record_many(conn: Connection, principal: Principal | None, action: str, outc
             _ensure_listener(conn.engine)
             conn.info[_UNSEALED] = True
             return len(rows)
-        head_row = _D_HEAD_FOR_UPDATE.first(conn)
-        if head_row is None:
-            seq, prev = _lock_head(conn)
-        else:
-            seq, prev = int(head_row[0]), str(head_row[1])
-        for values in rows:
-            seq += 1
-            values.update(id=seq, seq=seq, prev_hash=prev)
-            prev = values["hash"] = entry_hash(values)
-        conn.execute(insert(_log_t), rows)
-        key = signing_key()
-        _D_HEAD_SET.execute(conn, {"h_seq": seq, "h_hash": prev, "h_mac": _mac(key, seq, prev) if key else ""})
+        _append_chained(conn, rows)
     except AuditWriteError:
         raise
     except Exception as exc:
         raise AuditWriteError(f"The audit entries could not be written ({exc.__class__.__name__}).") from exc
     return len(rows)
+
+
+# PostgreSQL: ids for entries linked into the chain as they are inserted (the hash covers the id), taken
+# from the table's own sequence as an insert without an id would.
+_D_NEXT_IDS = DriverStatement(
+    select(func.nextval(func.pg_get_serial_sequence(_log_t.name, _log_t.c.id.name))).select_from(
+        func.generate_series(1, bindparam("n"))
+    )
+)
+
+
+def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Link ``rows`` (from :func:`entry`) into the chain under the head lock, in order, in one
+    statement. On SQLite each entry's id is its position."""
+    head_row = _D_HEAD_FOR_UPDATE.first(conn)
+    if head_row is None:
+        seq, prev = _lock_head(conn)
+    else:
+        seq, prev = int(head_row[0]), str(head_row[1])
+    ids = [int(r[0]) for r in _D_NEXT_IDS.all(conn, {"n": len(rows)})] if _deferred(conn) else None
+    for i, values in enumerate(rows):
+        seq += 1
+        values.update(id=ids[i] if ids else seq, seq=seq, prev_hash=prev)
+        prev = values["hash"] = entry_hash(values)
+    _D_LOG_INSERT.execute_many(conn, rows)
+    key = signing_key()
+    _D_HEAD_SET.execute(conn, {"h_seq": seq, "h_hash": prev, "h_mac": _mac(key, seq, prev) if key else ""})
 
 
 _SEAL_COLS = [_log_t.c[name] for name in ("id", *_CONTENT)]
@@ -594,6 +637,168 @@ def _ensure_listener(engine: Engine) -> None:
         event.listen(engine, "checkin", _on_checkin)
         event.listen(engine, "engine_disposed", _on_dispose)
         _listening.add(engine)
+
+
+# --------------------------------------------------------------------------------------------
+# Audited reads: run together, one commit for their entries
+
+
+class Writer(Protocol):
+    """What :func:`audited_read` needs of a database: ``chartkeeper.db.Database``."""
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+
+T = TypeVar("T")
+ReadWork = Callable[[Connection], tuple[T, Sequence[dict[str, Any]]]]
+
+
+class _Ticket:
+    """One caller's read in the queue. ``signal`` is held until the read is done (or the caller is
+    made the next leader)."""
+
+    __slots__ = ("work", "signal", "lead", "value", "rows", "error")
+
+    def __init__(self, work: ReadWork[Any]) -> None:
+        self.work = work
+        self.signal = threading.Lock()
+        self.signal.acquire()
+        self.lead = False
+        self.value: Any = None
+        self.rows: Sequence[dict[str, Any]] = ()
+        self.error: BaseException | None = None
+
+
+class _SharedReads:
+    """Runs the audited reads of concurrent callers in one write transaction and commits all their
+    audit entries with one chain-head update and one commit (group commit).
+
+    The first caller to find nobody running becomes the leader: it takes every read queued so far,
+    runs them one after the other in one write transaction, links the entries they return into the
+    chain in queue order (one head lock, one insert, one head update), commits, then wakes their
+    callers and hands the lead to the first caller that queued meanwhile. A caller gets its data
+    only after that commit; if the entries cannot be written every caller of the batch gets
+    AuditWriteError. A read that raises (not found, denied, bad token) fails alone: it wrote
+    nothing, and its entries are not written. The chain is what appending the entries one by one
+    would give.
+
+    The reads of a batch run one at a time in the leader's thread, as they would one by one under
+    SQLite's write lock; what they share is one write-lock turn, one BEGIN/COMMIT, one chain-head
+    update and, on SQLite, the WAL pages of the log's table and time index instead of seven pages
+    per entry; on PostgreSQL entries are linked into the chain at once (no sealing) and a batch
+    costs one WAL flush.
+    """
+
+    def __init__(self, db: Writer) -> None:
+        self.db = weakref.ref(db)  # held weakly: _shared is keyed by the database
+        self.mutex = threading.Lock()
+        self.queue: list[_Ticket] = []
+        self.busy = False
+
+    def run(self, work: ReadWork[T]) -> T:
+        ticket = _Ticket(work)
+        with self.mutex:
+            self.queue.append(ticket)
+            lead = not self.busy
+            self.busy = True
+        if not lead:
+            ticket.signal.acquire()  # woken when done, or to lead the next batch
+        if lead or ticket.lead:
+            self._lead(ticket)
+        if ticket.error is not None:
+            raise ticket.error
+        return cast(T, ticket.value)
+
+    def _lead(self, own: _Ticket) -> None:
+        batch: list[_Ticket] = []
+        handed_on = False
+
+        def hand_on() -> None:
+            """Make the first caller queued meanwhile the next leader (once)."""
+            nonlocal handed_on
+            if handed_on:
+                return
+            handed_on = True
+            with self.mutex:
+                nxt = self.queue[0] if self.queue else None
+                if nxt is None:
+                    self.busy = False
+                else:
+                    nxt.lead = True
+            if nxt is not None:
+                nxt.signal.release()
+
+        try:
+            self._run(batch, hand_on)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, AuditWriteError) else \
+                f"The audit entry could not be written ({exc.__class__.__name__})."
+            for t in batch:
+                if t.error is None:  # each caller its own error (they are raised in their threads)
+                    t.value, t.error = None, AuditWriteError(reason)
+                    t.error.__cause__ = exc
+        finally:
+            hand_on()
+            for t in batch:
+                if t is not own:
+                    t.signal.release()
+
+    def _run(self, batch: list[_Ticket], hand_on: Callable[[], None]) -> None:
+        db = self.db()
+        if db is None:  # pragma: no cover - callers hold the database
+            raise AuditWriteError("The audit entry could not be written (the database is gone).")
+        with db.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            changes = getattr(raw, "total_changes", None)  # sqlite3: rows written so far
+            rows: list[dict[str, Any]] = []
+            # Reads that queue while these run join the batch (up to SHARED_BATCH of them).
+            while len(batch) < SHARED_BATCH:
+                with self.mutex:
+                    more, self.queue = self.queue[: SHARED_BATCH - len(batch)], self.queue[SHARED_BATCH - len(batch) :]
+                if not more:
+                    break
+                batch.extend(more)
+                for t in more:
+                    try:
+                        t.value, t.rows = t.work(conn)
+                    except Exception as exc:  # noqa: BLE001 - this read fails alone
+                        t.error = exc
+                    if changes is not None and getattr(raw, "total_changes", None) != changes:
+                        raise RuntimeError("an audited read wrote to the database; it must only read")
+                    if t.error is None:
+                        rows.extend(t.rows)
+            if rows:
+                _check_writable(conn)
+                _append_chained(conn, rows)
+            if conn.dialect.name != "sqlite":
+                # PostgreSQL: the next batch may read while this one waits for its commit (WAL
+                # flush); its entries wait for this chain-head lock, so the chain order holds.
+                # (On SQLite the next batch would only wait for the write lock.)
+                hand_on()
+
+
+_shared: weakref.WeakKeyDictionary[Any, _SharedReads] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def audited_read(db: Writer, work: ReadWork[T]) -> T:
+    """Run ``work(conn)``, which only reads and returns ``(value, entries)`` (each entry from
+    :func:`entry`), and return ``value`` once its audit entries are committed.
+
+    The work runs in a write transaction of ``db`` shared with other threads' audited reads, and
+    their entries are committed together (see _SharedReads). The work must not write (a write
+    would commit or roll back with the others'; on SQLite it is refused); a policy denial it
+    records with :func:`record_detached` is written after the shared transaction, before its caller
+    sees the error. Raises what ``work`` raised, or AuditWriteError if the entries could not be
+    committed. Never call it inside a write transaction of ``db`` (it would wait for itself).
+    """
+    group = _shared.get(db)
+    if group is None:
+        with _shared_lock:
+            group = _shared.get(db)
+            if group is None:
+                group = _shared[db] = _SharedReads(db)
+    return group.run(work)
 
 
 # --------------------------------------------------------------------------------------------
