@@ -94,8 +94,9 @@ class DriverStatement:
         return cur, c
 
     def execute_many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement once per parameter set in one driver call (``executemany``): the bulk
-        UPDATE of a batch job, without SQLAlchemy's per-row execution context."""
+        """Run the statement once per parameter set in one driver call (``executemany``, one prepared
+        statement): a batch job's bulk UPDATE or the audit log's multi-entry append, without
+        SQLAlchemy's per-row execution context."""
         if not params:
             return
         c = self._compiled(conn.dialect)
@@ -109,18 +110,6 @@ class DriverStatement:
         """Run a statement whose result is not wanted."""
         cur, _ = self._run(conn, params)
         cur.close()
-
-    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement once per row (the driver's executemany: one prepared statement)."""
-        if not rows:
-            return
-        c = self._compiled(conn.dialect)
-        args = [self._args(c, params) for params in rows]
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cur.executemany(c.sql, args)
-        finally:
-            cur.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row (types converted as SQLAlchemy would), or None."""
