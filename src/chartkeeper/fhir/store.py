@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.db.driver import DriverStatement
+from chartkeeper.db.sql import any_of
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -167,6 +168,16 @@ _READ = (
     .where(R.c.resource_type == bindparam("t"), R.c.id == bindparam("i"))
 )
 _D_READ = DriverStatement(_READ)  # run on the driver's cursor (chartkeeper.db.driver)
+# Ids per statement in the batched reads (one bound array each; see chartkeeper.db.sql.any_of).
+_IDS_PER_QUERY = 2000
+
+
+def _current() -> Any:
+    """Current (not deleted) resources with their content; callers add the WHERE."""
+    return (select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id, V.c.content)
+            .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                        V.c.version_id == R.c.version_id)))
+            .where(R.c.deleted.is_(False)))
 
 
 LOCKABLE = frozenset({"DocumentReference"})
@@ -210,6 +221,20 @@ def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list
     style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     marks = ", ".join([style] * len(columns))
     conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) VALUES ({marks})", rows)
+
+
+def insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows given as dicts of Python values (every dict with the same keys) through
+    ``bulk_insert``, each value converted as SQLAlchemy would bind it for its column."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in cols]
+    if not any(procs):
+        bulk_insert(conn, table, cols, [tuple(r[c] for c in cols) for r in rows])
+        return
+    pairs = list(zip(cols, procs, strict=True))
+    bulk_insert(conn, table, cols, [tuple(p(r[c]) if p else r[c] for c, p in pairs) for r in rows])
 
 
 def _db_value(conn: Connection, column: Any, value: Any) -> Any:
@@ -265,37 +290,30 @@ class FhirStore:
                       row.method, row.author)
 
     def read_many(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> list[Stored]:
-        """Current versions of many resources in one query (missing or deleted ones are left out)."""
+        """Current versions of many resources in one query per type (missing or deleted ones are left out)."""
         keys = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], Stored] = {}
-        for rtype, ids in by_type(keys):
-            rows = conn.execute(
-                select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id,
-                       V.c.content)
-                .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
-                                            V.c.version_id == R.c.version_id)))
-                .where(R.c.resource_type == rtype, R.c.id.in_(ids), R.c.deleted.is_(False))
-            )
-            for r in rows:
-                found[(r.resource_type, r.id)] = Stored(r.resource_type, r.id, r.version_id, r.last_updated, False,
-                                                        r.content, r.patient_id)
+        for rtype, ids in by_type(keys, _IDS_PER_QUERY):
+            for r in conn.execute(_current().where(R.c.resource_type == rtype, any_of(conn, R.c.id, ids))):
+                found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
         return [found[k] for k in keys if k in found]
 
     def referencing(self, conn: Connection, rtype: str | Sequence[str], param: str,
                     targets: Iterable[tuple[str, str]]) -> list[Stored]:
         """Current resources of ``rtype`` (one type or several) whose reference parameter ``param``
-        points at any of ``targets`` ((type, id) pairs): e.g. every document, procedure and order of a
-        batch of encounters, in one index query and one read per type per 500 targets. Unpaged: for
-        domain jobs, not for the API."""
-        rtypes = (rtype,) if isinstance(rtype, str) else tuple(rtype)
+        points at any of ``targets`` ((type, id) pairs), ordered by type and id: e.g. every document,
+        procedure and order of a batch of encounters, in one query (index, resource and version
+        joined) per target type. Unpaged: for domain jobs, not for the API."""
+        rtypes = [rtype] if isinstance(rtype, str) else list(dict.fromkeys(rtype))
         params = sorted({searchparams.BY_NAME[t][param].stored_as for t in rtypes})
-        keys: list[tuple[str, str]] = []
-        for ttype, ids in by_type(targets, 500):
-            rows = conn.execute(select(IDX_REF.c.resource_type, IDX_REF.c.resource_id).where(
-                IDX_REF.c.resource_type.in_(rtypes), IDX_REF.c.param.in_(params),
-                IDX_REF.c.target_id.in_(ids), IDX_REF.c.target_type == ttype))
-            keys.extend((r[0], r[1]) for r in rows)
-        return self.read_many(conn, keys)
+        found: dict[tuple[str, str], Stored] = {}
+        for ttype, ids in by_type(targets, _IDS_PER_QUERY):
+            hits = select(IDX_REF.c.resource_type, IDX_REF.c.resource_id).where(
+                any_of(conn, IDX_REF.c.resource_type, rtypes), any_of(conn, IDX_REF.c.param, params),
+                any_of(conn, IDX_REF.c.target_id, ids), IDX_REF.c.target_type == ttype)
+            for r in conn.execute(_current().where(tuple_(R.c.resource_type, R.c.id).in_(hits))):
+                found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
+        return [found[k] for k in sorted(found)]
 
     def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
                 since: datetime | None = None, count: int = 100, offset: int = 0) -> list[Stored]:
@@ -390,19 +408,19 @@ class FhirStore:
         # Current state of every resource touched, in one query per 500 keys.
         keys = list(dict.fromkeys((p.rtype, p.rid) for p in prepared))
         current: dict[tuple[str, str], Any] = {}
-        for rtype, ids in by_type(keys):
+        for rtype, ids in by_type(keys, _IDS_PER_QUERY):
             for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
                                            R.c.content_hash)
-                                    .where(R.c.resource_type == rtype, R.c.id.in_(ids))):
+                                    .where(R.c.resource_type == rtype, any_of(conn, R.c.id, ids))):
                 current[(row.resource_type, row.id)] = row
 
         # In an import, a state the resource already had (any version) is not added again: the same
         # Organization posted by many bundles in slightly different forms must not flip-flop.
         seen_states: set[tuple[str, str, str]] = set()
         if mode == "upsert" and current:
-            for rtype, ids in by_type(list(current)):
+            for rtype, ids in by_type(list(current), _IDS_PER_QUERY):
                 for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
-                                        .where(V.c.resource_type == rtype, V.c.id.in_(ids))):
+                                        .where(V.c.resource_type == rtype, any_of(conn, V.c.id, ids))):
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
@@ -507,10 +525,10 @@ class FhirStore:
             for p in replaced:
                 by_type[p.rtype].append(p.rid)
             for rtype, ids in by_type.items():
-                for i in range(0, len(ids), 500):
+                for i in range(0, len(ids), _IDS_PER_QUERY):
                     for t in INDEX_TABLES:
                         conn.execute(delete(t).where(t.c.resource_type == rtype,
-                                                     t.c.resource_id.in_(ids[i:i + 500])))
+                                                     any_of(conn, t.c.resource_id, ids[i:i + _IDS_PER_QUERY])))
         tok: list[tuple[str, ...]] = []
         strs: list[tuple[str, ...]] = []
         dts: list[tuple[str, ...]] = []
