@@ -28,4 +28,18 @@ def any_of(conn: Connection, column: Any, values: Iterable[Any]) -> ColumnElemen
     return column.in_(select(literal_column("value")).select_from(each))  # type: ignore[no-any-return]
 
 
-__all__ = ["any_of"]
+def eq_planned_for_any(conn: Connection, column: Any, value: Any) -> ColumnElement[bool]:
+    """``column = value``, planned by PostgreSQL as for any value of the column rather than this one.
+
+    PostgreSQL estimates ``resource_type = 'Task'`` from the statistics of the last ANALYZE. A value
+    that was absent then (a resource type a bulk job has since added) is estimated at one row, and a
+    statement that also names ids may then walk a secondary index that leads with the column, every
+    row of that type, instead of the primary key. ``column = (SELECT :value)`` is estimated as an
+    average value, so a lookup by type and ids takes the primary key whatever the statistics say.
+    SQLite gets a plain ``column = ?`` (its planner uses no statistics; see Database.refresh_statistics)."""
+    if conn.dialect.name == "postgresql":
+        return column == select(bindparam(None, value, type_=column.type, unique=True)).scalar_subquery()  # type: ignore[no-any-return]
+    return column == bindparam(None, value, type_=column.type, unique=True)  # type: ignore[no-any-return]
+
+
+__all__ = ["any_of", "eq_planned_for_any"]

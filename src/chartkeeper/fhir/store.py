@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, select, tupl
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.db.driver import DriverStatement
-from chartkeeper.db.sql import any_of
+from chartkeeper.db.sql import any_of, eq_planned_for_any
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -294,7 +294,8 @@ class FhirStore:
         keys = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], Stored] = {}
         for rtype, ids in by_type(keys, _IDS_PER_QUERY):
-            for r in conn.execute(_current().where(R.c.resource_type == rtype, any_of(conn, R.c.id, ids))):
+            for r in conn.execute(_current().where(eq_planned_for_any(conn, R.c.resource_type, rtype),
+                                                   any_of(conn, R.c.id, ids))):
                 found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
         return [found[k] for k in keys if k in found]
 
@@ -411,7 +412,8 @@ class FhirStore:
         for rtype, ids in by_type(keys, _IDS_PER_QUERY):
             for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
                                            R.c.content_hash)
-                                    .where(R.c.resource_type == rtype, any_of(conn, R.c.id, ids))):
+                                    .where(eq_planned_for_any(conn, R.c.resource_type, rtype),
+                                           any_of(conn, R.c.id, ids))):
                 current[(row.resource_type, row.id)] = row
 
         # In an import, a state the resource already had (any version) is not added again: the same
@@ -420,7 +422,8 @@ class FhirStore:
         if mode == "upsert" and current:
             for rtype, ids in by_type(list(current), _IDS_PER_QUERY):
                 for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
-                                        .where(V.c.resource_type == rtype, any_of(conn, V.c.id, ids))):
+                                        .where(eq_planned_for_any(conn, V.c.resource_type, rtype),
+                                               any_of(conn, V.c.id, ids))):
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
@@ -527,7 +530,7 @@ class FhirStore:
             for rtype, ids in by_type.items():
                 for i in range(0, len(ids), _IDS_PER_QUERY):
                     for t in INDEX_TABLES:
-                        conn.execute(delete(t).where(t.c.resource_type == rtype,
+                        conn.execute(delete(t).where(eq_planned_for_any(conn, t.c.resource_type, rtype),
                                                      any_of(conn, t.c.resource_id, ids[i:i + _IDS_PER_QUERY])))
         tok: list[tuple[str, ...]] = []
         strs: list[tuple[str, ...]] = []
