@@ -233,8 +233,25 @@ def insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) ->
     if not any(procs):
         bulk_insert(conn, table, cols, [tuple(r[c] for c in cols) for r in rows])
         return
-    pairs = list(zip(cols, procs, strict=True))
+    pairs = [(c, _memo(p) if p else None) for c, p in zip(cols, procs, strict=True)]
     bulk_insert(conn, table, cols, [tuple(p(r[c]) if p else r[c] for c, p in pairs) for r in rows])
+
+
+def _memo(proc: Any) -> Any:
+    """A bind processor that converts each distinct value once (a batch's rows share most of their
+    timestamps: the run's time, the same discharge)."""
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            out = done[value] = proc(value)
+            return out
+        except TypeError:  # unhashable
+            return proc(value)
+
+    return convert
 
 
 def _db_value(conn: Connection, column: Any, value: Any) -> Any:
