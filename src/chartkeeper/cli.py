@@ -79,6 +79,7 @@ def import_cmd(
         rep = run_import(records, cli_principal("import"), files,
                          progress=lambda done, total, name: bar.update(task, completed=done, description=name))
     pending = run_pending(completion, cli_principal("completion"), quiet=as_json)
+    db.refresh_statistics()  # PostgreSQL: the planner learns what the import added (see docs/architecture.md)
     elapsed = time.perf_counter() - started
     report_path = report or Path("var") / f"import-rejects-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
     write_report(rep, report_path)
@@ -170,6 +171,7 @@ def demo(patients: int = typer.Option(200, help="How many people to generate."),
           f"linked, {reg.pending} waiting in suspense")
     dnfb = CodingService(db).counts(cli_principal("coding"))["dnfb"]
     print(f"coding: {dnfb} discharged encounters waiting to be coded (DNFB)")
+    db.refresh_statistics()  # PostgreSQL: the planner learns what the demo load added
 
 
 @app.command("demo-setup")

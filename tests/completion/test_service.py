@@ -635,3 +635,98 @@ def test_a_document_entered_in_error_closes_its_signature_deficiency_as_no_longe
     records.delete(people.tech, "DocumentReference", "pn-1")
     gone = by_rule(db, "enc-1")[("authentication", "DocumentReference/pn-1")]
     assert gone["status"] == "completed" and gone["completed_how"] == "no longer required"
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+KEEP = ("encounter_id", "rule_id", "subject", "status", "physician_id", "due_at", "completed_at", "completed_how",
+        "document_id", "title", "patient_id")
+
+
+def _bulk_charts(db, records):
+    """Eight stays of two patients, imported in bulk (nothing analysed yet), with documents on time,
+    late, unsigned, signed later through a Provenance, a procedure with and without its note, and
+    a specimen: what one batch must keep apart from its neighbours."""
+    from completion_fhir import PATHOLOGY, signature, specimen
+
+    res = []
+    for n in range(8):
+        pid, eid = ("pat-1", "pat-2")[n % 2], f"enc-b{n}"
+        enc = encounter(eid, pid, ("dr-att", "dr-other")[n % 2])
+        start = when(24 * 10 * n)
+        enc["period"] = {"start": start.isoformat().replace("+00:00", "Z"),
+                         "end": (start + timedelta(hours=96)).isoformat().replace("+00:00", "Z")}
+        res.append(enc)
+        base = 24 * 10 * n
+        if n % 3 != 0:
+            res.append(docref(f"hp-b{n}", pid, eid, HP, base + (6 if n % 2 else 40), signed=n % 4 != 1))
+        if n % 2 == 0:
+            res.append(docref(f"ds-b{n}", pid, eid, DISCHARGE, base + 100, text=FULL_SUMMARY))
+            res.append(signature(f"sig-b{n}", f"ds-b{n}", base + 120))
+        if n in (2, 5):
+            res.append(procedure(f"pr-b{n}", pid, eid, base + 10))
+            res.append(specimen(f"sp-b{n}", pid, base + 10))
+            if n == 2:
+                res.append(docref(f"op-b{n}", pid, eid, OP_NOTE, base + 12, "dr-surg", signed=True))
+                res.append(docref(f"pa-b{n}", pid, eid, PATHOLOGY, base + 60, signed=True))
+    with db.begin() as conn:
+        records.ingest(conn, SYSTEM, res, source="test import")
+    return [f"enc-b{n}" for n in range(8)]
+
+
+def test_analysis_in_batches_finds_what_each_chart_alone_finds(db, records, svc, people, monkeypatch):
+    """The batch run reads many charts with one query per kind of resource and groups what it read by
+    encounter and patient; each chart analysed on its own (in a transaction rolled back) must give
+    the very same deficiencies, and the Tasks written must be the ones built from the stored rows."""
+    import chartkeeper.completion.service as service
+
+    class RollBack(Exception):
+        pass
+
+    encounters = _bulk_charts(db, records)
+    alone = set()
+    for eid in encounters:
+        with pytest.raises(RollBack), db.begin() as conn:
+            svc.analyze_encounters(conn, [eid], now=NOW)
+            alone |= {tuple(r._mapping[k] for k in KEEP) for r in conn.execute(select(DEF))}
+            raise RollBack
+    assert rows(db) == [] and len({a[0] for a in alone}) == 8
+    monkeypatch.setattr(service, "BATCH", 3)
+    out = svc.analyze(people.tech, now=NOW)
+    assert out["encounters_analysed"] == 8
+    assert {tuple(r[k] for k in KEEP) for r in rows(db)} == alone
+    for r in rows(db):
+        task = records.read(people.tech, "Task", r["id"]).resource()
+        del task["meta"]
+        assert task == svc.task_resource(DeficiencyRow(**r))
+
+
+def test_tasks_follow_the_rows_when_a_chart_changes(db, records, svc, people, put):
+    """A deficiency closed or changed by re-analysis is written to its Task from the values just
+    stored (not read back): the Task must equal the one built from the row as read."""
+    admit(put, people)
+    put(people.tech, procedure("pr-1", "pat-1", "enc-1", 10))
+    put(SYSTEM, docref("hp-late", "pat-1", "enc-1", HP, 30, signed=True))
+    put(people.tech, docref("op-1", "pat-1", "enc-1", OP_NOTE, 12, "dr-surg"))
+    changed = [r for r in rows(db, encounter_id="enc-1") if r["status"] == "completed"]
+    assert changed
+    for r in rows(db, encounter_id="enc-1"):
+        task = records.read(people.tech, "Task", r["id"]).resource()
+        del task["meta"]
+        assert task == svc.task_resource(DeficiencyRow(**r))
+
+
+def test_deficiency_ids_are_time_ordered_uuids(db, svc, people, put):
+    """Deficiency (and Task) ids are version 7 UUIDs: the ones made later sort after, so the rows of a
+    batch land next to each other in every index keyed by id."""
+    import time
+    import uuid
+
+    admit(put, people)
+    first = {r["id"] for r in rows(db)}
+    time.sleep(0.002)
+    admit(put, people, eid="enc-2")
+    later = {r["id"] for r in rows(db)} - first
+    assert first and later
+    assert all(uuid.UUID(i).version == 7 for i in first | later)
+    assert max(first) < min(later)

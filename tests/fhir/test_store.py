@@ -268,3 +268,37 @@ def test_search_driven_by_an_index_fetches_keys_not_every_resource_of_the_type(d
                                                                compile_kwargs={"literal_binds": True}))
         plan = [r[3] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
     assert any(p.startswith("SEARCH fhir_resource USING INTEGER PRIMARY KEY") for p in plan), plan
+
+
+def test_batched_reads_by_id_and_by_reference(db, monkeypatch):
+    """``read_many`` and ``referencing`` (the domain jobs' batched reads) give every current resource
+    once, whatever the ids per statement: a Provenance pointing at two of the targets comes back once,
+    deleted and missing resources not at all, and ``referencing`` orders by type and id."""
+    import chartkeeper.fhir.store as store
+
+    monkeypatch.setattr(store, "_IDS_PER_QUERY", 2)
+    pats = [{"resourceType": "Patient", "id": f"p{i}", "gender": "female"} for i in range(5)]
+    docs = [{"resourceType": "DocumentReference", "id": f"d{i}", "status": "current",
+             "subject": {"reference": f"Patient/p{i % 3}"},
+             "content": [{"attachment": {"contentType": "text/plain", "data": "Tm90ZQ=="}}]} for i in range(7)]
+    prov = [{"resourceType": "Provenance", "id": "v1", "recorded": "2024-01-01T00:00:00Z",
+             "target": [{"reference": "DocumentReference/d1"}, {"reference": "DocumentReference/d4"}],
+             "agent": [{"who": {"reference": "Practitioner/x"}}]}]
+    with db.begin() as c:
+        STORE.ingest(c, pats + docs + prov, author="import")
+        STORE.delete(c, "DocumentReference", "d6", author=None)
+        STORE.delete(c, "Patient", "p4", author=None)
+    with db.read() as c:
+        got = STORE.read_many(c, [("Patient", "p3"), ("Patient", "p0"), ("Patient", "nope"), ("Patient", "p4"),
+                                  ("DocumentReference", "d2"), ("Patient", "p0"), ("Patient", "p1")])
+        assert [(s.resource_type, s.id) for s in got] == [("Patient", "p3"), ("Patient", "p0"),
+                                                           ("DocumentReference", "d2"), ("Patient", "p1")]
+        assert got[0].resource()["id"] == "p3" and got[2].patient_id == "p2"
+        refs = STORE.referencing(c, ["DocumentReference", "Provenance"], "patient",
+                                 [("Patient", p) for p in ("p0", "p2", "p1")])
+        assert [s.id for s in refs] == ["d0", "d1", "d2", "d3", "d4", "d5"]
+        prov_hits = STORE.referencing(c, "Provenance", "target",
+                                      [("DocumentReference", d) for d in ("d4", "d1", "d0")])
+        assert [s.id for s in prov_hits] == ["v1"]
+        assert STORE.referencing(c, "Provenance", "target", []) == []
+        assert STORE.read_many(c, []) == []

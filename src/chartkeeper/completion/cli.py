@@ -82,6 +82,7 @@ def analyze(
             task = bar.add_task("", total=None)
             out = svc.analyze(who, since=s, until=u,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    svc.db.refresh_statistics()  # PostgreSQL: a first analysis adds a Task per deficiency
     if as_json:
         print(json.dumps(out, indent=2, default=str))
         return

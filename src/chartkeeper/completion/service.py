@@ -18,7 +18,10 @@ clients see the physician's work list (``GET /fhir/Task?owner=Practitioner/{id}&
 from __future__ import annotations
 
 import base64
+import os
 import re
+import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +43,11 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
+from chartkeeper.db.sql import any_of
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
-from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
+from chartkeeper.fhir.store import FhirStore, fhir_instant, insert_rows, is_signed_document, new_id
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action
 from chartkeeper.security.principal import Principal
@@ -64,9 +68,29 @@ COSIGNATURE_TYPE = {"system": "urn:iso-astm:E1762-95:2013", "code": "1.2.840.100
 # Resource types whose writes change some encounter's chart.
 CHART_TYPES = frozenset({"Encounter", "DocumentReference", "Composition", "Procedure", "ServiceRequest",
                          "Specimen", "Provenance"})
-BATCH = 400
+BATCH = 1000
 SYSTEM = Principal.system("chart-completion")
 HOW = {"document": "document arrived", "authentication": "signed", "elements": "element added"}
+
+
+def _time_ordered_id() -> str:
+    """A UUID in the version 7 layout (RFC 9562): 48 bits of Unix time in milliseconds, then 74 random
+    bits. Deficiencies (and their Tasks) made together get ids that sort together, so their rows go
+    into neighbouring pages of every index keyed by id instead of all over them."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+class _Written(dict[str, Any]):
+    """A deficiency row's values as just written, read like a fetched row (``row.status``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class CompletionError(FhirError):
@@ -238,19 +262,19 @@ class CompletionService:
         existing: dict[tuple[str, str, str], Any] = {}
         by_encounter: dict[str, list[tuple[tuple[str, str, str], Any]]] = defaultdict(list)
         enc_ids = [c.encounter_id for c in charts]
-        for drow in conn.execute(select(DEF).where(DEF.c.encounter_id.in_(enc_ids))):
+        for drow in conn.execute(select(DEF).where(any_of(conn, DEF.c.encounter_id, enc_ids))):
             key = (drow.encounter_id, drow.rule_id, drow.subject)
             existing[key] = drow
             by_encounter[drow.encounter_id].append((key, drow))
         # The chart rows of the batch are replaced in two statements (one per chart cost more than the
         # analysis itself).
-        conn.execute(delete(CHART).where(CHART.c.encounter_id.in_(enc_ids)))
-        conn.execute(insert(CHART), [
+        conn.execute(delete(CHART).where(any_of(conn, CHART.c.encounter_id, enc_ids)))
+        insert_rows(conn, CHART, [
             {"encounter_id": c.encounter_id, "patient_id": c.patient_id, "encounter_class": c.cls,
              "service": c.service[:200], "attending_id": c.attending, "admitted_at": c.admitted,
              "discharged_at": c.discharged, "analysed_at": now, "rules_version": version} for c in charts])
         inserts: list[dict[str, Any]] = []
-        changed: list[tuple[str, dict[str, Any]]] = []  # (id, values)
+        changed: list[tuple[Any, dict[str, Any]]] = []  # (stored row, new values)
         for chart in charts:
             seen: set[tuple[str, str, str]] = set()
             for f in engine.evaluate(chart, self.rules):
@@ -260,7 +284,7 @@ class CompletionService:
                 if row is None:
                     late = f.satisfied_at is not None
                     inserts.append({
-                        "id": new_id(), "encounter_id": chart.encounter_id, "patient_id": chart.patient_id,
+                        "id": _time_ordered_id(), "encounter_id": chart.encounter_id, "patient_id": chart.patient_id,
                         "rule_id": f.rule_id, "subject": f.subject, "title": f.title[:300],
                         "document_id": f.document_id, "physician_id": f.physician_id, "due_at": f.due_at,
                         "status": COMPLETED if late else OPEN, "opened_at": min(f.due_at, now) if late else now,
@@ -277,8 +301,8 @@ class CompletionService:
                     continue  # completed and waived deficiencies stay closed
                 if f.satisfied_at is not None:
                     when = min(f.satisfied_at, now) if f.satisfied_at > row.opened_at else now
-                    changed.append((row.id, {"status": COMPLETED, "completed_at": when,
-                                             "completed_how": HOW[self._kind(f.rule_id)] + " late", "updated_at": now}))
+                    changed.append((row, {"status": COMPLETED, "completed_at": when,
+                                          "completed_how": HOW[self._kind(f.rule_id)] + " late", "updated_at": now}))
                     counts.completed += 1
                     continue
                 vals: dict[str, Any] = {}
@@ -292,7 +316,7 @@ class CompletionService:
                     vals["document_id"] = f.document_id
                 if vals:
                     vals["updated_at"] = now
-                    changed.append((row.id, vals))
+                    changed.append((row, vals))
                     counts.updated += 1
             present = {f"DocumentReference/{d.id}" for d in chart.docs} | {
                 f"{a.rtype}/{a.id}" for a in (*chart.procedures, *chart.orders, *chart.specimens)}
@@ -303,16 +327,16 @@ class CompletionService:
                     # The procedure, order, specimen or document it was about is gone (entered in
                     # error, deleted): nothing is left to complete.
                     how = HOW.get(kind, "requirement met") if not what or what in present else "no longer required"
-                    changed.append((row.id, {"status": COMPLETED, "completed_at": now,
-                                             "completed_how": how, "updated_at": now}))
+                    changed.append((row, {"status": COMPLETED, "completed_at": now,
+                                          "completed_how": how, "updated_at": now}))
                     counts.completed += 1
-        if inserts:
-            conn.execute(insert(DEF), inserts)
-        for did, vals in changed:
-            conn.execute(update(DEF).where(DEF.c.id == did).values(**vals))
-        touched = [r["id"] for r in inserts] + [c[0] for c in changed]
+        insert_rows(conn, DEF, inserts)
+        for row, vals in changed:
+            conn.execute(update(DEF).where(DEF.c.id == row.id).values(**vals))
+        # The Tasks are built from the values just written (a row read back would hold the same).
+        touched = [_Written(r) for r in inserts] + [_Written({**row._mapping, **vals}) for row, vals in changed]
         if touched:
-            self._write_tasks(conn, touched, SYSTEM)
+            self._write_task_rows(conn, touched, SYSTEM)
         return counts
 
     def _kind(self, rule_id: str) -> str:
@@ -325,7 +349,12 @@ class CompletionService:
                      action: str = "update") -> None:
         rows: list[Any] = []
         for i in range(0, len(ids), 500):
-            rows.extend(conn.execute(select(DEF).where(DEF.c.id.in_(ids[i:i + 500]))))
+            rows.extend(conn.execute(select(DEF).where(any_of(conn, DEF.c.id, ids[i:i + 500]))))
+        self._write_task_rows(conn, rows, principal, action=action)
+
+    def _write_task_rows(self, conn: Connection, rows: Sequence[Any], principal: Principal, *,
+                         action: str = "update") -> None:
+        """Write these deficiency rows (as stored) as their FHIR Tasks."""
         tasks = [self.task_resource(r) for r in rows]
         # The server builds these Tasks from typed rows (task_resource); a test validates its output for
         # every status, so they are not validated again one by one (half the cost of a first analysis).
@@ -387,7 +416,7 @@ class CompletionService:
             if chunk:
                 with self.db.begin() as conn:
                     total.add(self.analyze_encounters(conn, chunk, now=now))
-                    conn.execute(delete(PENDING).where(PENDING.c.encounter_id.in_(chunk)))
+                    conn.execute(delete(PENDING).where(any_of(conn, PENDING.c.encounter_id, chunk)))
             done += len(ids[i:i + BATCH])
             if progress:
                 progress(done, len(ids))
@@ -419,7 +448,7 @@ class CompletionService:
             chunk = ids[i:i + BATCH]
             with self.db.begin() as conn:
                 total.add(self.analyze_encounters(conn, chunk))
-                conn.execute(delete(PENDING).where(PENDING.c.encounter_id.in_(chunk)))
+                conn.execute(delete(PENDING).where(any_of(conn, PENDING.c.encounter_id, chunk)))
             if progress:
                 progress(min(i + BATCH, len(ids)), len(ids))
         with self.db.begin() as conn:

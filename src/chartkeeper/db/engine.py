@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -20,6 +20,20 @@ log = logging.getLogger(__name__)
 # request waits on. SQLite's own automatic checkpoint stays as a backstop at WAL_BACKSTOP_PAGES.
 CHECKPOINT_INTERVAL = 0.25
 WAL_BACKSTOP_PAGES = 10000
+
+# PostgreSQL: the tables of this schema whose planner statistics are out of date: changed by more than
+# autovacuum's analyze threshold since their last ANALYZE (what the statistics system has counted so
+# far: a backend reports its counts up to a second late), or grown on disk by more than that fraction
+# since (exact at once; a bulk job mostly inserts). Never analysed counts as empty.
+_STALE_TABLES = text("""
+    SELECT quote_ident(s.schemaname) || '.' || quote_ident(s.relname)
+    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+    WHERE s.schemaname = current_schema()
+      AND (s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float8
+               + current_setting('autovacuum_analyze_scale_factor')::float8 * greatest(c.reltuples, 0)
+           OR pg_relation_size(c.oid) / current_setting('block_size')::float8
+               > 8 + (1 + current_setting('autovacuum_analyze_scale_factor')::float8) * c.relpages)
+    ORDER BY 1""")
 
 
 def normalize_url(url: str) -> str:
@@ -163,6 +177,28 @@ class Database:
             conn = conn.execution_options(sqlite_read_only=True)
             with conn.begin():
                 yield conn
+
+    def refresh_statistics(self) -> list[str]:
+        """Run after a bulk job (an import, the demo load, a full chart analysis): on PostgreSQL,
+        ANALYZE every table that the job (or anything since the last ANALYZE) changed by more than
+        autovacuum's analyze threshold (50 rows + 10% by default), as autovacuum would do a minute
+        later if it is on. Statistics gathered before a bulk load describe the tables as they were:
+        a resource type the load added is a value the planner has never seen, estimated at one row,
+        and a lookup by type and id then walks every row of that type through a secondary index.
+        Returns the tables analysed. SQLite needs nothing: its planner uses no statistics unless
+        ANALYZE was run once, which Chartkeeper never does."""
+        if self.is_sqlite:
+            return []
+        with self.engine.connect() as conn:
+            if (conn.dialect.server_version_info or (0,)) >= (15,):
+                # This connection (usually the one the job just used) reports its counts now.
+                conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+                conn.commit()
+            stale = [r[0] for r in conn.execute(_STALE_TABLES)]
+            for name in stale:
+                conn.exec_driver_sql(f"ANALYZE {name}")
+            conn.commit()
+        return stale
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

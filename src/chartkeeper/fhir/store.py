@@ -25,6 +25,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, insert, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.db.driver import DriverStatement, in_list
+from chartkeeper.db.sql import any_of, eq_planned_for_any
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -180,6 +181,16 @@ _D_CONTENTS = DriverStatement(
                                 V.c.version_id == R.c.version_id)))
     .where(R.c.resource_type == bindparam("t"), in_list(R.c.id, "ids"), R.c.deleted.is_(False))
 )
+# Ids per statement in the batched reads (one bound array each; see chartkeeper.db.sql.any_of).
+_IDS_PER_QUERY = 2000
+
+
+def _current() -> Any:
+    """Current (not deleted) resources with their content; callers add the WHERE."""
+    return (select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id, V.c.content)
+            .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
+                                        V.c.version_id == R.c.version_id)))
+            .where(R.c.deleted.is_(False)))
 
 
 LOCKABLE = frozenset({"DocumentReference"})
@@ -223,6 +234,37 @@ def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list
     style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     marks = ", ".join([style] * len(columns))
     conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) VALUES ({marks})", rows)
+
+
+def insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows given as dicts of Python values (every dict with the same keys) through
+    ``bulk_insert``, each value converted as SQLAlchemy would bind it for its column."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in cols]
+    if not any(procs):
+        bulk_insert(conn, table, cols, [tuple(r[c] for c in cols) for r in rows])
+        return
+    pairs = [(c, _memo(p) if p else None) for c, p in zip(cols, procs, strict=True)]
+    bulk_insert(conn, table, cols, [tuple(p(r[c]) if p else r[c] for c, p in pairs) for r in rows])
+
+
+def _memo(proc: Any) -> Any:
+    """A bind processor that converts each distinct value once (a batch's rows share most of their
+    timestamps: the run's time, the same discharge)."""
+    done: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            out = done[value] = proc(value)
+            return out
+        except TypeError:  # unhashable
+            return proc(value)
+
+    return convert
 
 
 def _db_value(conn: Connection, column: Any, value: Any) -> Any:
@@ -294,20 +336,13 @@ class FhirStore:
                       row.method, row.author)
 
     def read_many(self, conn: Connection, keys: Iterable[tuple[str, str]]) -> list[Stored]:
-        """Current versions of many resources in one query (missing or deleted ones are left out)."""
+        """Current versions of many resources in one query per type (missing or deleted ones are left out)."""
         keys = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], Stored] = {}
-        for rtype, ids in by_type(keys):
-            rows = conn.execute(
-                select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated, R.c.patient_id,
-                       V.c.content)
-                .select_from(R.join(V, and_(V.c.resource_type == R.c.resource_type, V.c.id == R.c.id,
-                                            V.c.version_id == R.c.version_id)))
-                .where(R.c.resource_type == rtype, R.c.id.in_(ids), R.c.deleted.is_(False))
-            )
-            for r in rows:
-                found[(r.resource_type, r.id)] = Stored(r.resource_type, r.id, r.version_id, r.last_updated, False,
-                                                        r.content, r.patient_id)
+        for rtype, ids in by_type(keys, _IDS_PER_QUERY):
+            for r in conn.execute(_current().where(eq_planned_for_any(conn, R.c.resource_type, rtype),
+                                                   any_of(conn, R.c.id, ids))):
+                found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
         return [found[k] for k in keys if k in found]
 
     def read_contents(self, conn: Connection, rtype: str, ids: Iterable[str]) -> dict[str, str]:
@@ -322,19 +357,19 @@ class FhirStore:
     def referencing(self, conn: Connection, rtype: str | Sequence[str], param: str,
                     targets: Iterable[tuple[str, str]]) -> list[Stored]:
         """Current resources of ``rtype`` (one type or several) whose reference parameter ``param``
-        points at any of ``targets`` ((type, id) pairs): e.g. every document, procedure and order of a
-        batch of encounters, in one index query and one read per type per 500 targets. Unpaged: for
-        domain jobs, not for the API."""
-        rtypes = (rtype,) if isinstance(rtype, str) else tuple(rtype)
+        points at any of ``targets`` ((type, id) pairs), ordered by type and id: e.g. every document,
+        procedure and order of a batch of encounters, in one query (index, resource and version
+        joined) per target type. Unpaged: for domain jobs, not for the API."""
+        rtypes = [rtype] if isinstance(rtype, str) else list(dict.fromkeys(rtype))
         params = sorted({searchparams.BY_NAME[t][param].stored_as for t in rtypes})
-        keys: list[tuple[str, str]] = []
-        for ttype, ids in by_type(targets, 500):
-            rows = conn.execute(select(R.c.resource_type, R.c.id)
-                                .select_from(IDX_REF.join(R, R.c.pk == IDX_REF.c.resource_pk)).where(
-                IDX_REF.c.resource_type.in_(rtypes), IDX_REF.c.param.in_(params),
-                IDX_REF.c.target_id.in_(ids), IDX_REF.c.target_type == ttype))
-            keys.extend((r[0], r[1]) for r in rows)
-        return self.read_many(conn, keys)
+        found: dict[tuple[str, str], Stored] = {}
+        for ttype, ids in by_type(targets, _IDS_PER_QUERY):
+            hits = select(IDX_REF.c.resource_pk).where(
+                any_of(conn, IDX_REF.c.resource_type, rtypes), any_of(conn, IDX_REF.c.param, params),
+                any_of(conn, IDX_REF.c.target_id, ids), IDX_REF.c.target_type == ttype)
+            for r in conn.execute(_current().where(R.c.pk.in_(hits))):
+                found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
+        return [found[k] for k in sorted(found)]
 
     def history(self, conn: Connection, rtype: str | None = None, rid: str | None = None, *,
                 since: datetime | None = None, count: int = 100, offset: int = 0) -> list[Stored]:
@@ -429,19 +464,21 @@ class FhirStore:
         # Current state of every resource touched, in one query per 500 keys.
         keys = list(dict.fromkeys((p.rtype, p.rid) for p in prepared))
         current: dict[tuple[str, str], Any] = {}
-        for rtype, ids in by_type(keys):
+        for rtype, ids in by_type(keys, _IDS_PER_QUERY):
             for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
                                            R.c.content_hash, R.c.pk)
-                                    .where(R.c.resource_type == rtype, R.c.id.in_(ids))):
+                                    .where(eq_planned_for_any(conn, R.c.resource_type, rtype),
+                                           any_of(conn, R.c.id, ids))):
                 current[(row.resource_type, row.id)] = row
 
         # In an import, a state the resource already had (any version) is not added again: the same
         # Organization posted by many bundles in slightly different forms must not flip-flop.
         seen_states: set[tuple[str, str, str]] = set()
         if mode == "upsert" and current:
-            for rtype, ids in by_type(list(current)):
+            for rtype, ids in by_type(list(current), _IDS_PER_QUERY):
                 for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
-                                        .where(V.c.resource_type == rtype, V.c.id.in_(ids))):
+                                        .where(eq_planned_for_any(conn, V.c.resource_type, rtype),
+                                               any_of(conn, V.c.id, ids))):
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
