@@ -40,6 +40,8 @@ SUFFIXES = (".json", ".json.gz", ".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 # same files again completes the import (it is idempotent).
 CHUNK = 2000
 COMMIT_EVERY = 25000
+# PostgreSQL: ANALYZE the resource tables once this many are written, then at each doubling.
+REFRESH_AFTER = 2000
 IMPORT_CACHE_KIB = 262144  # SQLite page cache while importing (256 MiB)
 
 
@@ -351,9 +353,27 @@ def _run_import(records: RecordService, principal: Principal, files: list[Path],
         report.updated.update(stats.updated)
         report.unchanged.update(stats.unchanged)
         in_tx += len(pending)
+        _plan_for_growth(conn, report.accepted)
         pending.clear()
         if in_tx >= COMMIT_EVERY:
             commit()
+
+    analysed_at = 0  # resources written when the planner statistics were last refreshed
+
+    def _plan_for_growth(c: Connection, written: int) -> None:
+        """PostgreSQL plans each chunk's lookups by type and id from the statistics of the last
+        ANALYZE. Without fresh ones (a new database, or autovacuum not yet round) it takes every type
+        to be rare and walks all rows of the type through ix_fhir_resource_type_updated instead of
+        probing the (type, id) index: measured 14 ms a chunk at 60,000 resources, growing with the
+        table. So ANALYZE the resource tables in the import's own transaction (which counts its own
+        uncommitted rows) once REFRESH_AFTER resources are written and at each doubling after that:
+        a handful in all, whatever the import's size. SQLite needs nothing (no statistics)."""
+        nonlocal analysed_at
+        if records.db.is_sqlite or written < max(REFRESH_AFTER, 2 * analysed_at):
+            return
+        for table in ("fhir_resource", "fhir_resource_version"):
+            c.exec_driver_sql(f"ANALYZE {table}")
+        analysed_at = written
 
     def commit() -> None:
         nonlocal conn, in_tx
