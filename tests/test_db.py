@@ -35,7 +35,8 @@ def test_driver_statements_convert_types_as_sqlalchemy_does(db):
 def test_in_list_binds_any_number_of_values_as_one_parameter_and_execute_many_updates_each_row(db):
     from sqlalchemy import Column, Float, Integer, MetaData, String, Table, bindparam, insert, select, update
 
-    from chartkeeper.db.driver import DriverStatement, in_list
+    from chartkeeper.db.driver import DriverStatement
+    from chartkeeper.db.sql import in_list
 
     md = MetaData()
     t = Table("drv_list", md, Column("id", Integer, primary_key=True), Column("code", String(40)),
@@ -98,12 +99,12 @@ def test_driver_execute_many_inserts_every_row_with_conversions(db):
     md.drop_all(db.engine)
 
 
-def test_any_of_binds_a_whole_list_as_one_parameter(db):
-    """``any_of`` selects the same rows as ``IN (...)``, for empty, one and many values, with the
+def test_in_list_given_the_values_selects_what_in_selects_with_one_statement_text(db):
+    """``in_list`` selects the same rows as ``IN (...)``, for empty, one and many values, with the
     same statement text whatever the list's length."""
     from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-    from chartkeeper.db.sql import any_of
+    from chartkeeper.db.sql import in_list
 
     md = MetaData()
     t = Table("anyof_check", md, Column("id", String(20), primary_key=True), Column("n", Integer))
@@ -113,11 +114,11 @@ def test_any_of_binds_a_whole_list_as_one_parameter(db):
     with db.read() as conn:
         texts = set()
         for want in ([], ["k3"], ["k1", "k7", "nope", "k7"], [f"k{i}" for i in range(0, 50, 2)]):
-            stmt = select(t.c.id).where(any_of(conn, t.c.id, want)).order_by(t.c.id)
+            stmt = select(t.c.id).where(in_list(t.c.id, want)).order_by(t.c.id)
             assert [r[0] for r in conn.execute(stmt)] == sorted(set(want) - {"nope"})
             texts.add(str(stmt.compile(conn)))
         assert len(texts) == 1
-        assert [r[0] for r in conn.execute(select(t.c.n).where(any_of(conn, t.c.n, [4, 9])).order_by(t.c.n))] == [4, 9]
+        assert [r[0] for r in conn.execute(select(t.c.n).where(in_list(t.c.n, [4, 9])).order_by(t.c.n))] == [4, 9]
     md.drop_all(db.engine)
 
 
@@ -129,7 +130,7 @@ def test_lookups_by_type_and_id_take_the_primary_key_whatever_the_statistics(db)
     import pytest
     from sqlalchemy import select
 
-    from chartkeeper.db.sql import any_of, eq_planned_for_any
+    from chartkeeper.db.sql import eq_planned_for_any, in_list
     from chartkeeper.fhir.store import FhirStore, R
 
     if db.is_sqlite:
@@ -148,7 +149,7 @@ def test_lookups_by_type_and_id_take_the_primary_key_whatever_the_statistics(db)
         store.ingest(conn, tasks, author="import")
     with db.read() as conn:
         stmt = select(R.c.id).where(eq_planned_for_any(conn, R.c.resource_type, "Task"),
-                                    any_of(conn, R.c.id, ["t7", "t42"]))
+                                    in_list(R.c.id, ["t7", "t42"]))
         compiled = stmt.compile(conn)
         cur = conn.connection.dbapi_connection.cursor()
         cur.execute("EXPLAIN " + str(compiled), compiled.params)

@@ -55,7 +55,8 @@ from chartkeeper.coding.models import (
 )
 from chartkeeper.db import Database
 from chartkeeper.db.base import UTCDateTime
-from chartkeeper.db.driver import DriverStatement, in_list
+from chartkeeper.db.driver import DriverStatement
+from chartkeeper.db.sql import in_list
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener

@@ -43,7 +43,7 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
-from chartkeeper.db.sql import any_of
+from chartkeeper.db.sql import in_list
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
@@ -262,13 +262,13 @@ class CompletionService:
         existing: dict[tuple[str, str, str], Any] = {}
         by_encounter: dict[str, list[tuple[tuple[str, str, str], Any]]] = defaultdict(list)
         enc_ids = [c.encounter_id for c in charts]
-        for drow in conn.execute(select(DEF).where(any_of(conn, DEF.c.encounter_id, enc_ids))):
+        for drow in conn.execute(select(DEF).where(in_list(DEF.c.encounter_id, enc_ids))):
             key = (drow.encounter_id, drow.rule_id, drow.subject)
             existing[key] = drow
             by_encounter[drow.encounter_id].append((key, drow))
         # The chart rows of the batch are replaced in two statements (one per chart cost more than the
         # analysis itself).
-        conn.execute(delete(CHART).where(any_of(conn, CHART.c.encounter_id, enc_ids)))
+        conn.execute(delete(CHART).where(in_list(CHART.c.encounter_id, enc_ids)))
         insert_rows(conn, CHART, [
             {"encounter_id": c.encounter_id, "patient_id": c.patient_id, "encounter_class": c.cls,
              "service": c.service[:200], "attending_id": c.attending, "admitted_at": c.admitted,
@@ -349,7 +349,7 @@ class CompletionService:
                      action: str = "update") -> None:
         rows: list[Any] = []
         for i in range(0, len(ids), 500):
-            rows.extend(conn.execute(select(DEF).where(any_of(conn, DEF.c.id, ids[i:i + 500]))))
+            rows.extend(conn.execute(select(DEF).where(in_list(DEF.c.id, ids[i:i + 500]))))
         self._write_task_rows(conn, rows, principal, action=action)
 
     def _write_task_rows(self, conn: Connection, rows: Sequence[Any], principal: Principal, *,
@@ -416,7 +416,7 @@ class CompletionService:
             if chunk:
                 with self.db.begin() as conn:
                     total.add(self.analyze_encounters(conn, chunk, now=now))
-                    conn.execute(delete(PENDING).where(any_of(conn, PENDING.c.encounter_id, chunk)))
+                    conn.execute(delete(PENDING).where(in_list(PENDING.c.encounter_id, chunk)))
             done += len(ids[i:i + BATCH])
             if progress:
                 progress(done, len(ids))
@@ -448,7 +448,7 @@ class CompletionService:
             chunk = ids[i:i + BATCH]
             with self.db.begin() as conn:
                 total.add(self.analyze_encounters(conn, chunk))
-                conn.execute(delete(PENDING).where(any_of(conn, PENDING.c.encounter_id, chunk)))
+                conn.execute(delete(PENDING).where(in_list(PENDING.c.encounter_id, chunk)))
             if progress:
                 progress(min(i + BATCH, len(ids)), len(ids))
         with self.db.begin() as conn:

@@ -15,15 +15,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-import orjson
-from sqlalchemy import Connection, String, TypeDecorator, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ClauseElement, ColumnElement
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import NullType, TypeEngine
 
 _Proc = Callable[[Any], Any]
 
@@ -140,52 +135,3 @@ class DriverStatement:
                 vals[i] = proc(vals[i])
             out.append(tuple(vals))
         return out
-
-
-# --------------------------------------------------------------------------------------------
-# A list of values bound as one parameter, so a statement with ``column IN (the list)`` is compiled once
-# whatever the list's length (SQLAlchemy's expanding IN renders a new statement for each length).
-
-
-class _ValueList(TypeDecorator[list[str]]):
-    """A list of strings as one bind value: a PostgreSQL ``text[]``, a JSON array text on SQLite."""
-
-    impl = String
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> Any:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(ARRAY(String))
-        return dialect.type_descriptor(String())
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        items = [str(v) for v in value]
-        return items if dialect.name == "postgresql" else orjson.dumps(items).decode()
-
-
-class in_list(ColumnElement[bool]):  # noqa: N801 - used like SQLAlchemy's lower-case constructs
-    """``column IN (the values bound as name)``: ``column = ANY(:name)`` on PostgreSQL,
-    ``column IN (SELECT value FROM json_each(:name))`` on SQLite. Bind a list (or tuple) of strings."""
-
-    # Untyped, as a WHERE term: typed Boolean, SQLite (no native booleans) would render "... = 1" after it.
-    type = cast("TypeEngine[bool]", NullType())
-    inherit_cache = True
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
-                           ("values", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, column: ColumnElement[Any], name: str) -> None:
-        self.column = column
-        self.values = bindparam(name, type_=_ValueList())
-
-
-@compiles(in_list, "postgresql")
-def _in_list_pg(element: in_list, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
-
-
-@compiles(in_list)
-def _in_list_default(element: in_list, compiler: SQLCompiler, **kw: Any) -> str:
-    return (f"{compiler.process(element.column, **kw)} IN (SELECT value FROM json_each("
-            f"{compiler.process(element.values, **kw)}))")

@@ -24,8 +24,8 @@ import orjson
 from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from chartkeeper.db.driver import DriverStatement, in_list
-from chartkeeper.db.sql import any_of, eq_planned_for_any
+from chartkeeper.db.driver import DriverStatement
+from chartkeeper.db.sql import eq_planned_for_any, in_list
 from chartkeeper.fhir import searchparams
 from chartkeeper.fhir.errors import FhirError, Issue, gone, not_found
 from chartkeeper.fhir.models import (
@@ -181,7 +181,7 @@ _D_CONTENTS = DriverStatement(
                                 V.c.version_id == R.c.version_id)))
     .where(R.c.resource_type == bindparam("t"), in_list(R.c.id, "ids"), R.c.deleted.is_(False))
 )
-# Ids per statement in the batched reads (one bound array each; see chartkeeper.db.sql.any_of).
+# Ids per statement in the batched reads (one bound array each; see chartkeeper.db.sql.in_list).
 _IDS_PER_QUERY = 2000
 
 
@@ -341,7 +341,7 @@ class FhirStore:
         found: dict[tuple[str, str], Stored] = {}
         for rtype, ids in by_type(keys, _IDS_PER_QUERY):
             for r in conn.execute(_current().where(eq_planned_for_any(conn, R.c.resource_type, rtype),
-                                                   any_of(conn, R.c.id, ids))):
+                                                   in_list(R.c.id, ids))):
                 found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
         return [found[k] for k in keys if k in found]
 
@@ -365,8 +365,8 @@ class FhirStore:
         found: dict[tuple[str, str], Stored] = {}
         for ttype, ids in by_type(targets, _IDS_PER_QUERY):
             hits = select(IDX_REF.c.resource_pk).where(
-                any_of(conn, IDX_REF.c.resource_type, rtypes), any_of(conn, IDX_REF.c.param, params),
-                any_of(conn, IDX_REF.c.target_id, ids), IDX_REF.c.target_type == ttype)
+                in_list(IDX_REF.c.resource_type, rtypes), in_list(IDX_REF.c.param, params),
+                in_list(IDX_REF.c.target_id, ids), IDX_REF.c.target_type == ttype)
             for r in conn.execute(_current().where(R.c.pk.in_(hits))):
                 found[(r[0], r[1])] = Stored(r[0], r[1], r[2], r[3], False, r[5], r[4])
         return [found[k] for k in sorted(found)]
@@ -468,7 +468,7 @@ class FhirStore:
             for row in conn.execute(select(R.c.resource_type, R.c.id, R.c.version_id, R.c.deleted,
                                            R.c.content_hash, R.c.pk)
                                     .where(eq_planned_for_any(conn, R.c.resource_type, rtype),
-                                           any_of(conn, R.c.id, ids))):
+                                           in_list(R.c.id, ids))):
                 current[(row.resource_type, row.id)] = row
 
         # In an import, a state the resource already had (any version) is not added again: the same
@@ -478,7 +478,7 @@ class FhirStore:
             for rtype, ids in by_type(list(current), _IDS_PER_QUERY):
                 for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
                                         .where(eq_planned_for_any(conn, V.c.resource_type, rtype),
-                                               any_of(conn, V.c.id, ids))):
+                                               in_list(V.c.id, ids))):
                     if row.content_hash:
                         seen_states.add((row.resource_type, row.id, row.content_hash))
 
