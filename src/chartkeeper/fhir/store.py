@@ -227,9 +227,16 @@ def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list
     if conn.dialect.name == "postgresql" and len(rows) > 20:
         raw = conn.connection.dbapi_connection
         schema = f'"{table.schema}".' if table.schema else ""
-        with raw.cursor() as cur, cur.copy(f"COPY {schema}{name} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
+        from psycopg import errors as psycopg_errors
+
+        statement = f"COPY {schema}{name} ({cols}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg_errors.IntegrityError as exc:
+            # As an INSERT through SQLAlchemy raises it, so callers' conflict handling (409) applies.
+            raise IntegrityError(statement, None, exc) from exc
         return
     style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     marks = ", ".join([style] * len(columns))
