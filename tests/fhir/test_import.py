@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections import Counter
 
 import orjson
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 from chartkeeper.cli import app as cli
 from chartkeeper.completion.models import DeficiencyRow
 from chartkeeper.fhir import searchparams as sp
-from chartkeeper.fhir.importer import prepare_file as _REAL_PREPARE
 from chartkeeper.fhir.importer import run_import
 from chartkeeper.fhir.models import ResourceRow, VersionRow
 from chartkeeper.fhir.service import RecordService
@@ -133,25 +131,12 @@ def test_import_gives_postgresql_statistics_while_it_grows_the_tables(db, tmp_pa
     assert tuples >= 4  # analysed after 4 or more of the 8 were written (never analysed: -1)
 
 
-_PREPARED_BY: list[int] = []  # the importing process's pid, then one entry per file it prepared itself
+def test_files_land_in_order_with_workers(db, tmp_path):
+    """Workers prepare files side by side, but files are written in order: the last file's version of
+    a resource found in several is the current one, every version is kept, and the counts are what a
+    one-process import reports."""
+    from chartkeeper.fhir.store import FhirStore
 
-
-def _prepare_noting_the_process(path):
-    if os.getpid() == _PREPARED_BY[0]:
-        _PREPARED_BY.append(os.getpid())
-    return _REAL_PREPARE(path)
-
-
-def test_files_land_in_order_whoever_prepares_them(db, tmp_path, monkeypatch):
-    """With workers, the writer prepares files itself while it waits; whichever process prepared a
-    file, files are written in order, so the last file's version of a resource found in several is the
-    current one, every version is kept, and the report is what a one-process import reports."""
-    import chartkeeper.fhir.importer as importer
-
-    _PREPARED_BY.clear()
-    _PREPARED_BY.append(os.getpid())
-    monkeypatch.setattr(importer, "prepare_file", _prepare_noting_the_process)
-    monkeypatch.setattr(importer, "AHEAD_PER_WORKER", 1)
     for i in range(12):
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
             {"resource": patient(family=f"Family{i:02d}") | {"id": "shared"}},
@@ -160,12 +145,9 @@ def test_files_land_in_order_whoever_prepares_them(db, tmp_path, monkeypatch):
     rep = run_import(RecordService(db), Principal.system("import:test"), [tmp_path], workers=1)
     assert rep.accepted == 12 * 41 and not rep.rejects
     assert rep.created["Patient"] == 12 * 40 + 1 and rep.updated["Patient"] == 11
-    assert len(_PREPARED_BY) > 1, "the writer never prepared a file while waiting"
     with db.read() as c:
-        from chartkeeper.fhir.store import FhirStore
-
         current = FhirStore().read(c, "Patient", "shared").resource()
-        assert current["name"][0]["family"] == "Family11" and current["meta"]["versionId"] == "12"
+    assert current["name"][0]["family"] == "Family11" and current["meta"]["versionId"] == "12"
 
 
 @pytest.mark.parametrize("name", ["organizations.json.gz"])

@@ -8,7 +8,6 @@ validate files while this process writes them, in transactions of up to ``COMMIT
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import gc
 import gzip
@@ -394,51 +393,25 @@ def _run_import(records: RecordService, principal: Principal, files: list[Path],
         if n_workers and len(files) > 1:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(n_workers, initializer=_worker_init) as pool:
-                for n, (ready, rejects) in enumerate(_prepared_in_order(pool, n_workers, files, pending, write), 1):
+                results = pool.imap(prepare_file, files, chunksize=1)
+                n = 0
+                while True:
+                    # Write as soon as the workers have nothing new: the writer never waits while
+                    # resources are pending, and the last file is not left to write alone at the end.
+                    try:
+                        ready, rejects = results.next(timeout=0 if pending else None)
+                    except multiprocessing.TimeoutError:
+                        write()
+                        continue
+                    except StopIteration:
+                        break
+                    n += 1
                     take(n, ready, rejects)
         else:
             for n, f in enumerate(files, 1):
                 take(n, *prepare_file(f))
         write()
     return report
-
-
-# Files handed to the workers ahead of the one the writer waits for: enough that a worker never idles
-# while the writer prepares a file of its own.
-AHEAD_PER_WORKER = 2
-
-
-def _prepared_in_order(pool: Any, n_workers: int, files: list[Path], pending: list[Prepared],
-                       write: Callable[[], None]) -> Iterator[tuple[list[Prepared], list[Reject]]]:
-    """Each file's (prepared resources, rejects), in file order (so that of two files with the same
-    resource, the later one's version is the one kept, as in a one-process import). The workers read
-    and validate files ahead; this process writes whatever is pending whenever the next file is not
-    ready yet, and when it has nothing to write either, prepares the next file not yet handed out
-    itself instead of waiting: on two cores one worker prepares slower than the writer writes (about
-    90 µs a resource against 65), so the writer's idle time goes to preparing."""
-    outstanding: collections.deque[tuple[int, Any]] = collections.deque()
-    mine: dict[int, tuple[list[Prepared], list[Reject]]] = {}
-    handed = 0
-    for nxt in range(len(files)):
-        while True:
-            while handed < len(files) and len(outstanding) < AHEAD_PER_WORKER * n_workers:
-                outstanding.append((handed, pool.apply_async(prepare_file, (files[handed],))))
-                handed += 1
-            if nxt in mine:
-                yield mine.pop(nxt)
-                break
-            _, result = outstanding[0]
-            if result.ready():
-                outstanding.popleft()
-                yield result.get()
-                break
-            if pending:
-                write()  # the writer never waits while resources are pending
-            elif handed < len(files):
-                mine[handed] = prepare_file(files[handed])
-                handed += 1
-            else:
-                result.wait()
 
 
 def write_report(report: ImportReport, path: Path) -> None:
