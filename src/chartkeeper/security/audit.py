@@ -57,6 +57,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -428,11 +429,14 @@ def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 _SEAL_COLS = [_log_t.c[name] for name in ("id", *_CONTENT)]
-_seal_update = (
-    update(_log_t)
-    .where(_log_t.c.id == bindparam("b_id"), _log_t.c.seq.is_(None))
-    .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
-)
+
+
+# The links of a seal written in one statement, one array per column: executemany of the keyed UPDATE
+# above costs a server-side execution per entry (about 40 ms per 500 entries here, against 5 ms).
+_D_SEAL_PG = DriverStatement(text(
+    f"UPDATE {_log_t.name} SET seq = v.seq, prev_hash = v.prev, hash = v.hash "
+    "FROM unnest(CAST(:b_id AS bigint[]), CAST(:b_seq AS bigint[]), CAST(:b_prev AS text[]), "
+    f"CAST(:b_hash AS text[])) AS v(id, seq, prev, hash) WHERE {_log_t.name}.id = v.id AND {_log_t.name}.seq IS NULL"))
 
 
 def seal(conn: Connection, *, limit: int = SEAL_BATCH) -> int:
@@ -451,16 +455,22 @@ def seal(conn: Connection, *, limit: int = SEAL_BATCH) -> int:
     if not rows:
         return 0
     seq, prev = _lock_head(conn)
-    params = []
+    ids: list[int] = []
+    seqs: list[int] = []
+    prevs: list[str] = []
+    hashes: list[str] = []
     for row in rows:
         seq += 1
         values = dict(row._mapping)
         values["seq"] = seq
         values["prev_hash"] = prev
         digest = entry_hash(values)
-        params.append({"b_id": values["id"], "b_seq": seq, "b_prev": prev, "b_hash": digest})
+        ids.append(values["id"])
+        seqs.append(seq)
+        prevs.append(prev)
+        hashes.append(digest)
         prev = digest
-    conn.execute(_seal_update, params)
+    _D_SEAL_PG.execute(conn, {"b_id": ids, "b_seq": seqs, "b_prev": prevs, "b_hash": hashes})
     _set_head(conn, seq, prev)
     return len(rows)
 
