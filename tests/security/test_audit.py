@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -756,3 +757,39 @@ def test_an_audited_read_may_not_write(db: Database) -> None:
     with db.read() as conn:
         assert audit.query(conn) == []  # rolled back whole: neither the write nor the read's entry
     assert _verify(db).ok
+
+
+# --- the canonical encoding that is hashed: orjson's bytes are the standard library's ----------------
+
+_field_values = (st.none() | st.text() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+                 | st.integers() | st.floats() | st.booleans())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_field_values, min_size=len(audit.HASHED_FIELDS), max_size=len(audit.HASHED_FIELDS)),
+       st.datetimes(timezones=st.just(UTC)))
+def test_canonical_bytes_are_the_standard_json_encoding_for_any_field_values(values, at) -> None:
+    fields = dict(zip(audit.HASHED_FIELDS, values, strict=True))
+    fields["at"] = at
+    parts = [audit.format_time(at) if name == "at" else fields[name] for name in audit.HASHED_FIELDS]
+    try:
+        want = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate, a NaN: refused the same way
+        with pytest.raises(type(exc)):
+            audit.canonical(fields)
+        return
+    assert audit.canonical(fields) == want
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())))
+def test_canonical_bytes_match_for_control_characters_and_every_plane(text) -> None:
+    fields = {name: text for name in audit.HASHED_FIELDS} | {"id": 1, "seq": 2, "at": datetime(2026, 1, 1, tzinfo=UTC)}
+    parts = [audit.format_time(fields["at"]) if n == "at" else fields[n] for n in audit.HASHED_FIELDS]
+    try:
+        want = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            audit.canonical(fields)
+        return
+    assert audit.canonical(fields) == want

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -185,6 +186,20 @@ def canonical(values: Mapping[str, Any], seq: int | None = None) -> bytes:
         elif name == "at":
             v = format_time(v)
         parts.append(v)
+    # orjson writes exactly the bytes of json.dumps(parts, separators=(",", ":"), ensure_ascii=False) in
+    # UTF-8 for text, 64-bit integers and None (tests/security/test_audit.py checks it over arbitrary
+    # text), twenty times faster; anything else, and text orjson refuses (a lone surrogate, which the
+    # standard encoder then refuses in its own words), goes the standard way.
+    if all(v is None or type(v) is str or (type(v) is int and -(2**63) <= v < 2**64) for v in parts):
+        try:
+            return orjson.dumps(parts)
+        except orjson.JSONEncodeError:
+            pass
+    return canonical_json(parts)
+
+
+def canonical_json(parts: list[Any]) -> bytes:
+    """The canonical encoding of an entry's hashed fields, as the standard library writes it."""
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
