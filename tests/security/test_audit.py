@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sec_helpers import PASSWORD, SYSTEM
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from chartkeeper.db import Database
 from chartkeeper.db.base import utcnow
@@ -602,6 +602,27 @@ def test_record_many_chains_like_one_by_one_and_verifies(db):
     with db.read() as c:
         bad = audit.verify(c)
     assert not bad.ok and bad.first_bad_seq is not None
+
+
+def test_record_many_keeps_the_entries_order_and_every_field(db):
+    """The entries of one call are chained in the order given, each with its own fields and the
+    call's common ones (on PostgreSQL they are written in one statement from arrays)."""
+    job = Principal.system("bulk-order")
+    entries = [{"resource_type": "CodingAbstract" if i % 2 else None, "resource_id": f"r{i}" if i % 3 else None,
+                "patient_id": f"p{99 - i}", "purpose": "TREAT" if i == 5 else None,
+                "detail": f"naïve ✓ {i} 'quoted' \"x\""} for i in range(60)]
+    with db.begin() as c:
+        audit.record_many(c, job, "bulk.order", "success", entries)
+    audit.seal_all(db.engine)
+    t = audit._log_t
+    with db.read() as c:
+        assert audit.verify(c).ok
+        got = c.execute(select(t.c.resource_type, t.c.resource_id, t.c.patient_id, t.c.purpose, t.c.detail,
+                               t.c.username, t.c.action, t.c.outcome, t.c.roles)
+                        .where(t.c.action == "bulk.order").order_by(t.c.seq)).all()
+    assert [tuple(r[:5]) for r in got] == [(e["resource_type"], e["resource_id"], e["patient_id"], e["purpose"],
+                                            e["detail"]) for e in entries]
+    assert {tuple(r[5:]) for r in got} == {(job.username, "bulk.order", "success", job.roles_text)}
 
 
 # ---------------------------------------------------------------------------------------------

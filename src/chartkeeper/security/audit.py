@@ -63,7 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from chartkeeper.db.base import utcnow
+from chartkeeper.db.base import UTCDateTime, utcnow
 from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security.models import (
     BULK_ACTIONS,
@@ -379,6 +379,18 @@ def record(
     return seq
 
 
+_PER_ENTRY = ("resource_type", "resource_id", "patient_id", "purpose", "detail")
+# PostgreSQL: record_many's entries (unsealed) in one statement, one array per field that differs between
+# them, in order (the sequence gives ids in that order, and sealing chains by id); an executemany costs
+# a server-side execution per entry.
+_D_LOG_INSERT_MANY_PG = DriverStatement(text(
+    f"INSERT INTO {_log_t.name} ({', '.join(_CONTENT)}) "
+    f"SELECT {', '.join(f'v.{k}' if k in _PER_ENTRY else f'CAST(:{k} AS text)' if k != 'at' else ':at' for k in _CONTENT)} "
+    f"FROM unnest({', '.join(f'CAST(:v_{k} AS text[])' for k in _PER_ENTRY)}) WITH ORDINALITY "
+    f"AS v({', '.join(_PER_ENTRY)}, n) ORDER BY v.n"
+).bindparams(bindparam("at", type_=UTCDateTime())))
+
+
 def record_many(conn: Connection, principal: Principal | None, action: str, outcome: str,
                 entries: Sequence[dict[str, Any]], *, at: datetime | None = None) -> int:
     """Append several entries of one principal and action (``entries``: dicts of resource_type,
@@ -400,11 +412,10 @@ def record_many(conn: Connection, principal: Principal | None, action: str, outc
         "outcome": outcome,
         "client_address": _clean(principal.client_address if principal else None, _LIMITS["client_address"]),
     }
-    rows = [{**common, **{k: _clean(e.get(k), _LIMITS[k]) for k in
-                          ("resource_type", "resource_id", "patient_id", "purpose", "detail")}} for e in entries]
+    rows = [{**common, **{k: _clean(e.get(k), _LIMITS[k]) for k in _PER_ENTRY}} for e in entries]
     try:
         if _deferred(conn):
-            conn.execute(insert(_log_t), rows)
+            _D_LOG_INSERT_MANY_PG.execute(conn, {**common, **{f"v_{k}": [r[k] for r in rows] for k in _PER_ENTRY}})
             _ensure_listener(conn.engine)
             conn.info[_UNSEALED] = True
             return len(rows)
