@@ -767,6 +767,7 @@ def small_batches(monkeypatch):
     monkeypatch.setattr(service, "WORKING_BATCH", 7)
     monkeypatch.setattr(service, "WORKING_TASK", 3)
     monkeypatch.setattr(service, "WORKING_POOL_MIN", 1)
+    monkeypatch.setattr(service, "WORKING_AHEAD", 2)  # a batch is read before the one before it is stored
 
 
 def test_working_drgs_in_worker_processes_store_and_count_exactly_what_in_process_does(
