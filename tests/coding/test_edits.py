@@ -208,3 +208,111 @@ def test_mce_edits_name_each_code_when_several_fire_and_stays_alike_share_the_an
     # another stay with the same date, age, sex and status: the same codes named, from what was learnt
     again = run_edits(stay("I10", "O80", sex="F", discharged=date(2024, 5, 2)))
     assert the(again, "mce.age_conflict").codes == ("O80",)
+
+
+# --- which code an invalid-code edit is about: asked once per code and code set ------------------------
+
+
+def _invalid_by_itself(kind: str, code: str, on: date, age: int | None, sex: int, status: int) -> bool:
+    """The code editor asked directly, with this stay's own date, age, sex and status (the full key)."""
+    from chartkeeper.coding import drg
+
+    claim: dict[str, object] = {"sex": sex, "discharge_status": status, "hospital_status": "NOT_EXEMPT",
+                                "discharge_date": on.year * 10000 + on.month * 100 + on.day, "sdx": []}
+    if age is not None:
+        claim["age"] = age
+    if kind == "dx":
+        claim |= {"pdx": {"code": code}, "procedures": []}
+    else:
+        claim |= {"pdx": {"code": "J189"}, "procedures": [{"code": code}]}
+    return "INVALID_CODE" in {e["name"] for e in drg.edit_claim(claim)["edits"]}
+
+
+def _boundary_dates() -> list[date]:
+    """Every grouper version's first and last day and the day before it, N18.3's end (October 1, 2020,
+    before the grouper versions), the editor's last day and the day after, and days inside versions."""
+    from datetime import timedelta
+
+    from chartkeeper.coding import drg, edits
+
+    out = {date(2020, 9, 30), date(2020, 10, 1), date(2021, 6, 15), date(2025, 11, 20), date(2026, 6, 1)}
+    for v in drg.VERSIONS:
+        out |= {v.start, v.end, v.start - timedelta(days=1), v.start + (v.end - v.start) / 2}
+    last = edits._editor_last_day()
+    out |= {last, last + timedelta(days=1)}
+    return sorted(out)
+
+
+def test_invalid_code_verdict_by_code_set_matches_the_editor_asked_with_each_stays_own_fields():
+    import random
+
+    import simple_icd_10_cm as icd
+
+    from chartkeeper.coding import edits
+
+    rng = random.Random(6)
+    cm = rng.sample([c for c in icd.get_all_codes(with_dots=False) if "-" not in c], 60)
+    # deleted on October 1, 2020 (split into N18.30-N18.32), an incomplete category, expanded codes, nonsense
+    cm += ["N183", "N1830", "D691", "I420", "E11", "J189", "S72001", "S72001A", "O80", "P0710", "J1899"]
+    pcs = ["0SR9019", "02703DZ", "0DTJ4ZZ", "5A1955Z", "0SR901", "XR2G021", "XXXXXXX"]
+    fields = [(None, 2, 1), (0, 1, 1), (17, 0, 20), (70, 1, 3), (124, 0, 6), (130, 2, 0), (45, 3, 99)]
+    seen_change = set()
+    for on in _boundary_dates():
+        day = edits._code_set_day(on)
+        for kind, codes in (("dx", cm), ("proc", pcs)):
+            for code in codes:
+                narrow = edits._invalid_alone(kind, code, day)  # type: ignore[arg-type]
+                for age, sex, status in rng.sample(fields, 2):
+                    assert narrow == _invalid_by_itself(kind, code, on, age, sex, status), (kind, code, on, age)
+                seen_change.add((code, narrow))
+    # the sample does cover codes the editor calls valid on some dates and invalid on others (D69.1: deleted
+    # for FY 2027, and valid again past the last day of the editor's tables)
+    assert ("N183", True) in seen_change and ("N183", False) in seen_change
+    assert ("D691", True) in seen_change and ("D691", False) in seen_change
+    assert ("J1899", True) in seen_change
+
+
+def test_n183_is_invalid_for_every_fy2025_and_fy2026_date_and_attributed_to_itself_alone():
+    from datetime import timedelta
+
+    from chartkeeper.coding import edits
+
+    day = date(2024, 10, 1)
+    while day <= date(2026, 9, 30):
+        e = the(edits.mce_edits(stay("I50.23", "N18.3", "E11.22", discharged=day)), "mce.invalid_code")
+        assert e.codes == ("N183",), day
+        assert "N18.3 is not a valid ICD-10-CM code" in e.message
+        day += timedelta(days=17)
+    # on September 30, 2020 N18.3 was still a valid code
+    assert not by_id(edits.mce_edits(stay("I50.23", "N18.3", discharged=date(2020, 9, 30))), "mce.invalid_code")
+
+
+def test_invalid_code_attribution_is_what_the_full_key_gives_on_sample_stays():
+    """What mce_edits names for an invalid code equals the codes the editor, asked with the stay's own
+    fields, calls invalid by themselves."""
+    import random
+
+    from chartkeeper.coding import edits
+
+    rng = random.Random(7)
+    dxs = ["N183", "I5023", "E1122", "J189", "E11", "S72001", "N179", "I10", "O80", "J1899"]
+    pcs = ["0SR9019", "02703DZ", "XXXXXXX"]
+    days = _boundary_dates()
+    checked = 0
+    for _ in range(150):
+        on = rng.choice(days)
+        codes = rng.sample(dxs, rng.randrange(1, 5))
+        procs = tuple(rng.sample(pcs, rng.randrange(0, 2)))
+        born = date(on.year - rng.randrange(1, 90), 1, 1)
+        sex = rng.choice("MFU")
+        case = stay(*codes, sex=sex, born=born, discharged=on, procs=procs, status=rng.choice(("01", "03", "20")))
+        found = by_id(edits.mce_edits(case), "mce.invalid_code")
+        if not found:
+            continue
+        sexn = {"M": 0, "F": 1, "U": 2}[sex]
+        want = tuple(c for c in dict.fromkeys(codes) if _invalid_by_itself("dx", c.replace(".", ""), on, case.age, sexn,
+                                                                              int(case.discharge_status)))
+        want += tuple(p for p in procs if _invalid_by_itself("proc", p, on, case.age, sexn, int(case.discharge_status)))
+        assert found[0].codes == (want or tuple(dict.fromkeys(codes))), (on, codes, procs)
+        checked += 1
+    assert checked > 50

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sec_helpers import PASSWORD, SYSTEM
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from chartkeeper.db import Database
 from chartkeeper.db.base import utcnow
@@ -603,6 +604,27 @@ def test_record_many_chains_like_one_by_one_and_verifies(db):
     assert not bad.ok and bad.first_bad_seq is not None
 
 
+def test_record_many_keeps_the_entries_order_and_every_field(db):
+    """The entries of one call are chained in the order given, each with its own fields and the
+    call's common ones (on PostgreSQL they are written in one statement from arrays)."""
+    job = Principal.system("bulk-order")
+    entries = [{"resource_type": "CodingAbstract" if i % 2 else None, "resource_id": f"r{i}" if i % 3 else None,
+                "patient_id": f"p{99 - i}", "purpose": "TREAT" if i == 5 else None,
+                "detail": f"naïve ✓ {i} 'quoted' \"x\""} for i in range(60)]
+    with db.begin() as c:
+        audit.record_many(c, job, "bulk.order", "success", entries)
+    audit.seal_all(db.engine)
+    t = audit._log_t
+    with db.read() as c:
+        assert audit.verify(c).ok
+        got = c.execute(select(t.c.resource_type, t.c.resource_id, t.c.patient_id, t.c.purpose, t.c.detail,
+                               t.c.username, t.c.action, t.c.outcome, t.c.roles)
+                        .where(t.c.action == "bulk.order").order_by(t.c.seq)).all()
+    assert [tuple(r[:5]) for r in got] == [(e["resource_type"], e["resource_id"], e["patient_id"], e["purpose"],
+                                            e["detail"]) for e in entries]
+    assert {tuple(r[5:]) for r in got} == {(job.username, "bulk.order", "success", job.roles_text)}
+
+
 # ---------------------------------------------------------------------------------------------
 # audited reads (group commit)
 
@@ -756,3 +778,39 @@ def test_an_audited_read_may_not_write(db: Database) -> None:
     with db.read() as conn:
         assert audit.query(conn) == []  # rolled back whole: neither the write nor the read's entry
     assert _verify(db).ok
+
+
+# --- the canonical encoding that is hashed: orjson's bytes are the standard library's ----------------
+
+_field_values = (st.none() | st.text() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+                 | st.integers() | st.floats() | st.booleans())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_field_values, min_size=len(audit.HASHED_FIELDS), max_size=len(audit.HASHED_FIELDS)),
+       st.datetimes(timezones=st.just(UTC)))
+def test_canonical_bytes_are_the_standard_json_encoding_for_any_field_values(values, at) -> None:
+    fields = dict(zip(audit.HASHED_FIELDS, values, strict=True))
+    fields["at"] = at
+    parts = [audit.format_time(at) if name == "at" else fields[name] for name in audit.HASHED_FIELDS]
+    try:
+        want = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate, a NaN: refused the same way
+        with pytest.raises(type(exc)):
+            audit.canonical(fields)
+        return
+    assert audit.canonical(fields) == want
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())))
+def test_canonical_bytes_match_for_control_characters_and_every_plane(text) -> None:
+    fields = {name: text for name in audit.HASHED_FIELDS} | {"id": 1, "seq": 2, "at": datetime(2026, 1, 1, tzinfo=UTC)}
+    parts = [audit.format_time(fields["at"]) if n == "at" else fields[n] for n in audit.HASHED_FIELDS]
+    try:
+        want = json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            audit.canonical(fields)
+        return
+    assert audit.canonical(fields) == want

@@ -251,15 +251,26 @@ def regroup_cmd(
     everything: bool = typer.Option(False, "--all/--open", help="--open (default): stays not yet final; --all: "
                                                                  "final stays too (after a grouper update)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts and each stay left out as JSON."),
+    workers: int = typer.Option(-1, "--workers", help="Worker processes that edit and group while this one reads "
+                                                       "and stores (default: one per processor but one; 0: none). "
+                                                       "Runs of fewer than 400 stays use none."),
 ) -> None:
     """Working MS-DRGs: group inpatient stays with their codes as they are now and store the MS-DRG,
     weight and edit counts on each abstract (the coding queue shows them). Stays that cannot be grouped
-    are listed with the reason; the others are kept."""
+    are listed with the reason; the others are kept. A stay whose codes a coder saves while the command
+    runs keeps what the coder saved and is regrouped by the next run."""
     from chartkeeper.cli import cli_principal, open_db
-    from chartkeeper.coding.service import CodingError, CodingService
+    from chartkeeper.coding import workers as worker_pool
+    from chartkeeper.coding.service import WORKING_POOL_MIN, CodingError, CodingService
 
     if encounters and everything:
         raise _fail("Give encounter ids or --all, not both: --all regroups every inpatient stay.")
+    if workers < -1:
+        raise _fail(f"--workers is {workers}: give 0 (none) or more worker processes.")
+    if workers == -1:
+        workers = worker_pool.default_workers()
+    if workers and not (encounters and len(encounters) < WORKING_POOL_MIN):
+        worker_pool.start(workers)  # forked now, before the database engine and the progress bar start threads
     svc = CodingService(open_db())
     with Progress(TextColumn("[bold]regroup"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_err, disable=as_json) as bar:
@@ -270,7 +281,7 @@ def regroup_cmd(
 
         try:
             counts = svc.working_drgs(cli_principal("coding-regroup"), encounters or None,
-                                      include_final=everything, progress=step)
+                                      include_final=everything, progress=step, workers=workers)
         except CodingError as exc:
             raise _fail(exc.message) from None
     if as_json:
@@ -278,7 +289,15 @@ def regroup_cmd(
         return
     _out.print(f"{counts.stays} stay{'s' if counts.stays != 1 else ''} grouped: {counts.grouped} to an MS-DRG, "
                f"{counts.ungroupable} not groupable, {counts.with_errors} with error edits; {counts.changed} working "
-               f"MS-DRG{'s' if counts.changed != 1 else ''} changed; {len(counts.rejects)} left out.")
+               f"MS-DRG{'s' if counts.changed != 1 else ''} changed; {len(counts.rejects)} left out"
+               + (f"; assessed in {counts.workers} worker process{'es' if counts.workers != 1 else ''}."
+                  if counts.workers else "."))
+    if counts.recoded:
+        n = len(counts.recoded)
+        _out.print(f"{n} stay{'s' if n != 1 else ''} had {'their' if n != 1 else 'its'} codes saved while the "
+                   f"command ran and kept what the coder saved; run the command again to regroup "
+                   f"{'them' if n != 1 else 'it'}: {', '.join(escape(e) for e in counts.recoded[:10])}"
+                   f"{' ...' if n > 10 else ''}")
     for eid, why in counts.rejects[:50]:
         _err.print(f"  {escape(eid)}: {escape(why)}")
     if len(counts.rejects) > 50:

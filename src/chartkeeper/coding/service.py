@@ -593,12 +593,21 @@ def builtin_edits(case: CodingCase) -> list[Edit]:
 
 WORKING_ROLES = frozenset({"coder", "him_technician"})  # who may regroup working MS-DRGs (and system jobs)
 WORKING_BATCH = 500  # stays per transaction: a few queries each
+WORKING_POOL_MIN = 400  # fewer stays than this are assessed in the calling process (workers: see working_drgs)
+WORKING_TASK = 125  # stays per worker task: a batch is assessed by several workers at once
+WORKING_AHEAD = 2  # batches read and handed to the workers before the oldest is stored
 
 # The batch's statements, built once and run on the driver (chartkeeper.db.driver): one per table
 # whatever the batch's size, rows as plain tuples.
 _W_ROWS = DriverStatement(
-    select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at)
+    select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at,
+           ABS.c.updated_at)
     .where(in_list(ABS.c.encounter_id, "ids")))
+# When the batch is stored: each abstract's updated_at now, the rows locked until the batch commits
+# (PostgreSQL; SQLite's write transaction holds the whole database), so a coder's save waits for the
+# store and is never overwritten by a grouping of the codes as they were before it.
+_W_GUARD = DriverStatement(
+    select(ABS.c.encounter_id, ABS.c.updated_at).where(in_list(ABS.c.encounter_id, "ids")).with_for_update())
 _W_CODES = DriverStatement(
     select(CODE.c.encounter_id, CODE.c.kind, CODE.c.code, CODE.c.system, CODE.c.poa, CODE.c.performed)
     .where(in_list(CODE.c.encounter_id, "ids")).order_by(CODE.c.encounter_id, CODE.c.kind, CODE.c.seq))
@@ -656,11 +665,16 @@ class WorkingDrgCounts:
     with_errors: int = 0
     changed: int = 0
     rejects: list[tuple[str, str]] = field(default_factory=list)  # (encounter id, reason)
+    # stays whose abstract changed (a coder saved codes) between the run's read and its store: not
+    # overwritten, left for the next run
+    recoded: list[str] = field(default_factory=list)
+    workers: int = 0  # worker processes that assessed the stays (0: the calling process did)
 
     def as_dict(self) -> dict[str, Any]:
         return {"stays": self.stays, "grouped": self.grouped, "ungroupable": self.ungroupable,
                 "with_errors": self.with_errors, "changed": self.changed,
-                "rejects": [{"encounter": e, "reason": r} for e, r in self.rejects]}
+                "rejects": [{"encounter": e, "reason": r} for e, r in self.rejects],
+                "recoded": list(self.recoded)}
 
 
 class _WorkingRow(NamedTuple):
@@ -671,6 +685,145 @@ class _WorkingRow(NamedTuple):
     setting: str
     working_drg: str | None
     working_at: datetime | None
+    updated_at: datetime
+
+
+class _WorkingStay(NamedTuple):
+    """What assessing a stay needs, as read (plain values, so a worker process gets it cheaply): the
+    Encounter and Patient resources as stored JSON, and the stay's code rows in order."""
+
+    encounter_id: str
+    encounter: str | bytes
+    patient: str | bytes | None
+    codes: tuple[tuple[str, str, str, str | None, date | None], ...]  # (kind, code, system, poa, performed)
+
+
+# A stay assessed: (MS-DRG, title, relative weight, grouper version, errors, warnings, grouped), or the
+# sentence saying why it could not be.
+_Outcome = tuple[str | None, str, float | None, str, int, int, bool]
+
+
+@dataclass
+class _WorkingBatch:
+    """One batch as read: its abstract rows, the stays to assess, and the ids left out with the reason."""
+
+    rows: dict[str, _WorkingRow]
+    stays: list[_WorkingStay]
+    rejects: list[tuple[str, str]]
+
+
+class _Task:
+    """Stays handed to a worker process; taken back and assessed here if no worker has started them."""
+
+    __slots__ = ("error", "future", "local", "stays")
+
+    def __init__(self, stays: list[_WorkingStay], future: Any) -> None:
+        self.stays = stays
+        self.future = future
+        self.local: list[_Outcome | str] | None = None
+        self.error: Exception | None = None
+
+    def ready(self) -> bool:
+        return self.local is not None or self.future.done()
+
+    def take_back(self) -> bool:
+        """Assess the stays here if no worker has started them (True), else leave them (False). A failure
+        is raised when the outcomes are collected, in order, so the batches before it are stored."""
+        if self.local is not None or not self.future.cancel():
+            return False
+        try:
+            self.local = _assess_here(self.stays)
+        except Exception as exc:
+            self.local, self.error = [], exc
+        return True
+
+    def outcomes(self, pool: Any) -> list[_Outcome | str]:
+        if self.error is not None:
+            raise self.error
+        if self.local is not None:
+            return self.local
+        from chartkeeper.coding import workers as worker_pool
+
+        return worker_pool.result(pool, self.future, _which(self.stays))
+
+
+def _which(stays: Sequence[_WorkingStay]) -> str:
+    first, last = stays[0].encounter_id, stays[-1].encounter_id
+    return f"stays {first} to {last}" if first != last else f"stay {first}"
+
+
+def _assess_here(stays: Sequence[_WorkingStay]) -> list[_Outcome | str]:
+    """:func:`assess_working` in this process, failing as a worker's task does (a sentence naming the stays)."""
+    try:
+        return assess_working(stays)
+    except Exception as exc:
+        from chartkeeper.coding.workers import task_failed
+
+        raise task_failed(_which(stays), exc) from exc
+
+
+def _stay_case(stay: _WorkingStay) -> CodingCase:
+    enc = orjson.loads(stay.encounter)
+    dx: list[CodedDiagnosis] = []
+    px: list[CodedProcedure] = []
+    for kind, code, system, poa, performed in stay.codes:
+        typed = _typed_code(system, code)
+        if kind == CodeKind.DIAGNOSIS.value:
+            dx.append(CodedDiagnosis(cast(ICD10CMCode, typed), poa))
+        else:
+            px.append(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed))
+    return coding_case(stay.encounter_id, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
+                       orjson.loads(stay.patient) if stay.patient is not None else None, tuple(dx), tuple(px))
+
+
+def assess_working(stays: Sequence[_WorkingStay]) -> list[_Outcome | str]:
+    """Edit and group stays as ``working_drgs`` stores them: for each, the working MS-DRG with its error
+    and warning counts (the coder's edits screen's: built-in checks and the edits engine), or why msdrg
+    could not take it. Runs in the calling process or in a worker process (chartkeeper.coding.workers),
+    with the same answers."""
+    from chartkeeper.coding.edits import assess_many
+
+    cases = [_stay_case(s) for s in stays]
+    assessed: list[Any]
+    try:
+        assessed = assess_many(cases)
+    except (ValueError, RuntimeError):  # one stay msdrg refuses (a discharge date it cannot take): find it
+        assessed = []
+        for case in cases:
+            try:
+                assessed.append(assess_many([case])[0])
+            except (ValueError, RuntimeError) as exc:
+                assessed.append(f"Encounter {case.encounter_id} could not be grouped ({exc}): check its discharge "
+                                f"date and codes.")
+    out: list[_Outcome | str] = []
+    for case, done in zip(cases, assessed, strict=True):
+        if isinstance(done, str):
+            out.append(done)
+            continue
+        result, engine_edits = done
+        found = checked_edits(case, engine_edits)
+        errors = sum(1 for e in found if e.severity == "error")
+        drg, title = drg_fields(result)
+        out.append((drg, title[:300], result.weight, result.grouper_version or "", errors, len(found) - errors,
+                    result.grouped))
+    return out
+
+
+def checked_edits(case: CodingCase, engine: Sequence[Edit] | None = None) -> list[Edit]:
+    """The edits the coder's screen shows for ``case``: the built-in checks, then the edits engine's
+    (``engine``: its edits for this case, when already run), each once."""
+    found = builtin_edits(case)
+    if case.diagnoses:
+        from chartkeeper.coding import edits as edit_engine
+
+        found += list(edit_engine.run_edits(case) if engine is None else engine)
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    out = []
+    for e in found:
+        if (e.edit, e.codes) not in seen:
+            seen.add((e.edit, e.codes))
+            out.append(e)
+    return out
 
 
 def _working(r: Any) -> WorkingDrg | None:
@@ -1203,20 +1356,8 @@ class CodingService:
 
     def _edits(self, case: CodingCase, engine: Sequence[Edit] | None = None) -> tuple[list[Edit], str]:
         """Built-in checks and the edits engine's (``engine``: its edits for this case, when already run)."""
-        found = builtin_edits(case)
-        from chartkeeper.coding import edits as edit_engine
-
-        checked = "built-in checks"
-        if case.diagnoses:
-            found += list(edit_engine.run_edits(case) if engine is None else engine)
-            checked = "built-in checks and edits engine"
-        seen: set[tuple[str, tuple[str, ...]]] = set()
-        out = []
-        for e in found:
-            if (e.edit, e.codes) not in seen:
-                seen.add((e.edit, e.codes))
-                out.append(e)
-        return out, checked
+        return checked_edits(case, engine), ("built-in checks and edits engine" if case.diagnoses
+                                             else "built-in checks")
 
     @staticmethod
     def _hcpcs_edits(conn: Connection, case: CodingCase) -> list[Edit]:
@@ -1695,17 +1836,23 @@ class CodingService:
 
     def working_drgs(self, principal: Principal, encounter_ids: Sequence[str] | None = None, *,
                      include_final: bool = False, progress: Callable[[int, int], None] | None = None,
-                     now: datetime | None = None) -> WorkingDrgCounts:
+                     now: datetime | None = None, workers: int = 0) -> WorkingDrgCounts:
         """Group inpatient stays with their codes as they are now and store the working MS-DRG on each
         abstract (MS-DRG, title, relative weight, grouper version, error and warning edit counts): what HIM
         and CDI watch for stays not yet final, and what to run after a grouper update. ``encounter_ids``:
         these stays (each one that cannot be grouped is reported with the reason; the others are kept);
         None: every inpatient stay not yet final, or every inpatient stay with ``include_final``. Runs in
-        transactions of 500 stays, each read in a few queries, stored in one statement and audited once
-        per patient. Coders and HIM technicians may run it; restricted patients they may not see are left
-        out. ``progress(done, total)`` is called after each batch."""
-        from chartkeeper.coding.edits import assess_many
+        batches of 500 stays, each read in a few queries, stored in one statement and audited once per
+        patient. Coders and HIM technicians may run it; restricted patients they may not see are left
+        out. ``progress(done, total)`` is called after each batch.
 
+        ``workers``: worker processes to edit and group in (chartkeeper.coding.workers; the CLI passes
+        one per processor but one). With workers and at least ``WORKING_POOL_MIN`` stays, the stays
+        are assessed in the workers while this process reads the next batches and stores the earlier
+        ones: each batch is read in one transaction and stored in another, and a stay whose abstract
+        changed in between (a coder saved codes) is not overwritten: it is counted in ``recoded`` and
+        left for the next run. The answers are the same as in-process. A worker that dies, raises or
+        stops answering ends the run with a CodingError (the batches stored before it stay stored)."""
         now = now or datetime.now(UTC)
         counts = WorkingDrgCounts()
         with self.db.begin() as conn:
@@ -1724,6 +1871,12 @@ class CodingService:
                 ids = [r[0] for r in conn.execute(select(ABS.c.encounter_id).where(*where).order_by(ABS.c.encounter_id))]
             else:
                 ids = list(dict.fromkeys(str(e) for e in encounter_ids))
+        pool = None
+        if workers > 0 and len(ids) >= WORKING_POOL_MIN:
+            from chartkeeper.coding import workers as worker_pool
+
+            pool = worker_pool.start(workers)  # before the collector is paused: workers keep their own on
+            counts.workers = workers
         # As the FHIR importer does (fhir.importer.run_import): the batch makes many short-lived, acyclic
         # objects (rows, cases, the engines' JSON answers) while the ICD-10-CM tabular keeps some 650,000
         # objects alive, which each full pass of the cyclic collector walks again (measured: one pass
@@ -1732,89 +1885,136 @@ class CodingService:
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            done = 0
-            for i in range(0, len(ids), WORKING_BATCH):
-                chunk = ids[i:i + WORKING_BATCH]
-                with self.db.begin() as conn:
-                    params, touched = self._working_batch(conn, chunk, hidden, counts, assess_many)
-                    if params:
-                        _store_working(conn, params, now)
-                        audit.record_many(conn, principal, "coding.working-drg", "success", [
-                            {"resource_type": ABSTRACT, "patient_id": pid,
-                             "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
-                            for pid, n in touched.items()])
-                done += len(chunk)
-                if progress:
-                    progress(done, len(ids))
+            if pool is None:
+                self._working_in_process(principal, ids, hidden, counts, now, progress)
+            else:
+                self._working_pooled(pool, principal, ids, hidden, counts, now, progress)
+        except Exception as exc:
+            from chartkeeper.coding.workers import WorkerError
+
+            if not isinstance(exc, WorkerError):
+                raise
+            with self.db.begin() as conn:
+                audit.record(conn, principal, "coding.working-drg", "failure", resource_type=ABSTRACT,
+                             detail=f"a worker process failed after {counts.stays} stays were stored"[:200])
+            raise CodingError(500, str(exc), code="exception") from exc
         finally:
             if gc_was_on:
                 gc.enable()
         with self.db.begin() as conn:
             audit.record(conn, principal, "coding.working-drg", "success", resource_type=ABSTRACT,
                          detail=(f"{counts.stays} stays grouped, {counts.changed} changed, "
-                                 f"{len(counts.rejects)} left out")[:200])
+                                 f"{len(counts.rejects)} left out, {len(counts.recoded)} recoded meanwhile")[:200])
         return counts
 
-    def _working_batch(self, conn: Connection, ids: list[str], hidden: set[str], counts: WorkingDrgCounts,
-                       assess_many: Callable[[Sequence[CodingCase]], list[tuple[drg_engine.DrgResult, list[Edit]]]],
-                       ) -> tuple[list[dict[str, Any]], Counter[str | None]]:
-        """Read, edit, group one batch; returns the update parameters and the stays per patient."""
+    def _working_in_process(self, principal: Principal, ids: list[str], hidden: set[str], counts: WorkingDrgCounts,
+                            now: datetime, progress: Callable[[int, int], None] | None) -> None:
+        """Each batch read, assessed here and stored in one transaction."""
+        done = 0
+        for i in range(0, len(ids), WORKING_BATCH):
+            chunk = ids[i:i + WORKING_BATCH]
+            with self.db.begin() as conn:
+                batch = self._read_working(conn, chunk, hidden)
+                outcomes = [o for j in range(0, len(batch.stays), WORKING_TASK)
+                            for o in _assess_here(batch.stays[j:j + WORKING_TASK])]
+                self._store_batch(conn, principal, batch, outcomes, counts, now)
+            done += len(chunk)
+            if progress:
+                progress(done, len(ids))
+
+    def _working_pooled(self, pool: Any, principal: Principal, ids: list[str], hidden: set[str],
+                        counts: WorkingDrgCounts, now: datetime, progress: Callable[[int, int], None] | None) -> None:
+        """A pipeline across batches: while the workers assess a batch (in tasks of ``WORKING_TASK`` stays,
+        several workers on one batch), this process reads the next (one read transaction each) and stores
+        the one before (one write transaction each, guarded against stays changed since their read). When
+        it would wait for a batch, it takes back the newest tasks no worker has started and assesses them
+        itself, so no processor idles whatever the split of the work."""
+        from collections import deque
+
+        from chartkeeper.coding import workers as worker_pool
+
+        chunks = [ids[i:i + WORKING_BATCH] for i in range(0, len(ids), WORKING_BATCH)]
+        inflight: deque[tuple[int, _WorkingBatch, list[_Task]]] = deque()
+        nxt = done = 0
+        while nxt < len(chunks) or inflight:
+            while nxt < len(chunks) and len(inflight) < WORKING_AHEAD:
+                chunk = chunks[nxt]
+                with self.db.read() as conn:
+                    batch = self._read_working(conn, chunk, hidden)
+                tasks = []
+                for j in range(0, len(batch.stays), WORKING_TASK):
+                    part = batch.stays[j:j + WORKING_TASK]
+                    tasks.append(_Task(part, worker_pool.submit(pool, assess_working, part)))
+                inflight.append((len(chunk), batch, tasks))
+                nxt += 1
+            size, batch, tasks = inflight[0]
+            while not all(t.ready() for t in tasks):
+                stolen = next((t for _, _, ts in reversed(inflight) for t in reversed(ts) if t.take_back()), None)
+                if stolen is None:
+                    break  # every task left is running in a worker: wait for them
+            inflight.popleft()
+            outcomes = [o for t in tasks for o in t.outcomes(pool)]
+            with self.db.begin() as conn:
+                self._store_batch(conn, principal, batch, outcomes, counts, now)
+            done += size
+            if progress:
+                progress(done, len(ids))
+
+    def _read_working(self, conn: Connection, ids: list[str], hidden: set[str]) -> _WorkingBatch:
+        """Read one batch: the abstracts, codes, Encounters and Patients in a few queries; the ids that have
+        nothing to group are left out with the reason."""
         rows = {r[0]: _WorkingRow(*r) for r in _W_ROWS.all(conn, {"ids": ids})}
-        lines: dict[str, tuple[list[CodedDiagnosis], list[CodedProcedure]]] = {}
+        lines: dict[str, list[tuple[str, str, str, str | None, date | None]]] = {}
         for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": list(rows)}):
-            dx, px = lines.get(eid) or lines.setdefault(eid, ([], []))
-            typed = _typed_code(system, code)
-            if kind == CodeKind.DIAGNOSIS.value:
-                dx.append(CodedDiagnosis(cast(ICD10CMCode, typed), poa))
-            else:
-                px.append(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed))
-        encounters = {eid: orjson.loads(text) for eid, text in self.store.read_contents(conn, "Encounter", rows).items()}
-        subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
-        patients = {pid: orjson.loads(text) for pid, text in self.store.read_contents(
-            conn, "Patient", (p for p in subjects.values() if p)).items()}
-        todo: list[tuple[Any, CodingCase]] = []
+            got = lines.get(eid)
+            if got is None:
+                got = lines[eid] = []
+            got.append((kind, code, system, poa, performed))
+        encounters = self.store.read_contents(conn, "Encounter", rows)
+        subjects = {eid: _ref_id(orjson.loads(text).get("subject"), "Patient") for eid, text in encounters.items()}
+        patients = self.store.read_contents(conn, "Patient", (p for p in subjects.values() if p))
+        stays: list[_WorkingStay] = []
+        rejects: list[tuple[str, str]] = []
         for eid in ids:
             row = rows.get(eid)
             if row is None or (row.patient_id is not None and row.patient_id in hidden):
-                counts.rejects.append((eid, f"Encounter {eid[:64]!r} has no coding abstract you can see: it is not "
-                                            "discharged, not coded here, or not an encounter id; check the id."))
+                rejects.append((eid, f"Encounter {eid[:64]!r} has no coding abstract you can see: it is not "
+                                     "discharged, not coded here, or not an encounter id; check the id."))
                 continue
             if row.setting != CodingSetting.INPATIENT.value:
-                counts.rejects.append((eid, f"Encounter {eid} is {row.setting}: MS-DRGs apply to inpatient stays "
-                                            "only, so it has no working MS-DRG."))
+                rejects.append((eid, f"Encounter {eid} is {row.setting}: MS-DRGs apply to inpatient stays "
+                                     "only, so it has no working MS-DRG."))
                 continue
             enc = encounters.get(eid)
             if enc is None:
-                counts.rejects.append((eid, f"Encounter {eid} is no longer in the record (deleted): nothing to "
-                                            "group; re-open or remove its abstract."))
+                rejects.append((eid, f"Encounter {eid} is no longer in the record (deleted): nothing to "
+                                     "group; re-open or remove its abstract."))
                 continue
-            dx, px = lines.get(eid) or ([], [])
             pid = subjects.get(eid)
-            todo.append((row, coding_case(eid, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
-                                          patients.get(pid) if pid else None, tuple(dx), tuple(px))))
-        try:
-            assessed: list[Any] = assess_many([case for _, case in todo])
-        except (ValueError, RuntimeError):  # one stay msdrg refuses (a discharge date it cannot take): find it
-            assessed = []
-            for row, case in todo:
-                try:
-                    assessed.append(assess_many([case])[0])
-                except (ValueError, RuntimeError) as exc:
-                    counts.rejects.append((row.encounter_id, f"Encounter {row.encounter_id} could not be grouped "
-                                           f"({exc}): check its discharge date and codes."))
-                    assessed.append(None)
+            stays.append(_WorkingStay(eid, enc, patients.get(pid) if pid else None, tuple(lines.get(eid) or ())))
+        return _WorkingBatch(rows, stays, rejects)
+
+    @staticmethod
+    def _store_batch(conn: Connection, principal: Principal, batch: _WorkingBatch,
+                     outcomes: Sequence[_Outcome | str], counts: WorkingDrgCounts, now: datetime) -> None:
+        """Store one assessed batch (outcomes in the order of ``batch.stays``) and audit it once per
+        patient; a stay whose abstract changed since the batch was read is left as it is now."""
+        counts.rejects += batch.rejects
+        current = dict(_W_GUARD.all(conn, {"ids": [s.encounter_id for s in batch.stays]})) if batch.stays else {}
         params: list[dict[str, Any]] = []
         touched: Counter[str | None] = Counter()
-        for (row, case), done in zip(todo, assessed, strict=True):
-            if done is None:
+        for stay, outcome in zip(batch.stays, outcomes, strict=True):
+            eid = stay.encounter_id
+            if isinstance(outcome, str):
+                counts.rejects.append((eid, outcome))
                 continue
-            eid = row.encounter_id
-            result, engine_edits = done
-            found, _ = self._edits(case, engine_edits)
-            errors = sum(1 for e in found if e.severity == "error")
-            drg, title = drg_fields(result)
+            row = batch.rows[eid]
+            if current.get(eid) != row.updated_at:
+                counts.recoded.append(eid)
+                continue
+            drg, title, weight, grouper, errors, warnings, grouped = outcome
             counts.stays += 1
-            if result.grouped:
+            if grouped:
                 counts.grouped += 1
             else:
                 counts.ungroupable += 1
@@ -1822,12 +2022,15 @@ class CodingService:
                 counts.with_errors += 1
             if row.working_at is None or row.working_drg != drg:
                 counts.changed += 1
-            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title[:300], "b_weight": result.weight,
-                           "b_grouper": result.grouper_version or "", "b_errors": errors,
-                           "b_warnings": len(found) - errors})
+            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title, "b_weight": weight,
+                           "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings})
             touched[row.patient_id] += 1
-        return params, touched
-
+        if params:
+            _store_working(conn, params, now)
+            audit.record_many(conn, principal, "coding.working-drg", "success", [
+                {"resource_type": ABSTRACT, "patient_id": pid,
+                 "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
+                for pid, n in touched.items()])
 
 
 # ================================================================================================
@@ -2035,4 +2238,5 @@ add_write_listener(_listener)
 __all__ = ["Abstract", "CodeLine", "CodingError", "CodingService", "DecisionInput", "DiagnosisInput",
            "FinalizeResult", "HcpcsEntry", "HcpcsImport", "ProcedureInput", "Query", "QueryEvidence", "QueueFilter",
            "QueueItem", "QueuePage", "SuggestionState", "check_query", "clinical_options", "parse_codes"]
+
 

@@ -95,11 +95,38 @@ class DriverStatement:
         if not params:
             return
         c = self._compiled(conn.dialect)
+        rows = self._many_args(c, params)
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cur.executemany(c.sql, [self._args(c, p) for p in params])
+            cur.executemany(c.sql, rows)
         finally:
             cur.close()
+
+    @staticmethod
+    def _many_args(c: _Compiled, params: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """``_args`` for every parameter set, with each bind conversion done once per value object: a
+        batch's rows share objects (its timestamp, its user), converted once instead of once a row."""
+        procs = dict(c.binds)
+        done: dict[tuple[str, int], tuple[Any, Any]] = {}  # (name, id(value)) -> (value, converted)
+
+        def convert(name: str, value: Any) -> Any:
+            proc = procs.get(name)
+            if proc is None:
+                return value
+            key = (name, id(value))
+            hit = done.get(key)
+            if hit is None or hit[0] is not value:
+                hit = done[key] = (value, proc(value))  # the value is kept, so its id is not reused meanwhile
+            return hit[1]
+
+        out: list[Any] = []
+        for p in params:
+            values = {**c.defaults, **p} if c.defaults else p
+            if c.positional:
+                out.append(tuple(convert(n, values[n]) for n in c.names))
+            else:
+                out.append({n: convert(n, v) for n, v in values.items()})
+        return out
 
     def execute(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement whose result is not wanted."""

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
@@ -57,11 +58,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from chartkeeper.db.base import utcnow
+from chartkeeper.db.base import UTCDateTime, utcnow
 from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security.models import (
     BULK_ACTIONS,
@@ -184,6 +186,20 @@ def canonical(values: Mapping[str, Any], seq: int | None = None) -> bytes:
         elif name == "at":
             v = format_time(v)
         parts.append(v)
+    # orjson writes exactly the bytes of json.dumps(parts, separators=(",", ":"), ensure_ascii=False) in
+    # UTF-8 for text, 64-bit integers and None (tests/security/test_audit.py checks it over arbitrary
+    # text), twenty times faster; anything else, and text orjson refuses (a lone surrogate, which the
+    # standard encoder then refuses in its own words), goes the standard way.
+    if all(v is None or type(v) is str or (type(v) is int and -(2**63) <= v < 2**64) for v in parts):
+        try:
+            return orjson.dumps(parts)
+        except orjson.JSONEncodeError:
+            pass
+    return canonical_json(parts)
+
+
+def canonical_json(parts: list[Any]) -> bytes:
+    """The canonical encoding of an entry's hashed fields, as the standard library writes it."""
     return json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -363,6 +379,18 @@ def record(
     return seq
 
 
+_PER_ENTRY = ("resource_type", "resource_id", "patient_id", "purpose", "detail")
+# PostgreSQL: record_many's entries (unsealed) in one statement, one array per field that differs between
+# them, in order (the sequence gives ids in that order, and sealing chains by id); an executemany costs
+# a server-side execution per entry.
+_D_LOG_INSERT_MANY_PG = DriverStatement(text(
+    f"INSERT INTO {_log_t.name} ({', '.join(_CONTENT)}) "
+    f"SELECT {', '.join(f'v.{k}' if k in _PER_ENTRY else f'CAST(:{k} AS text)' if k != 'at' else ':at' for k in _CONTENT)} "
+    f"FROM unnest({', '.join(f'CAST(:v_{k} AS text[])' for k in _PER_ENTRY)}) WITH ORDINALITY "
+    f"AS v({', '.join(_PER_ENTRY)}, n) ORDER BY v.n"
+).bindparams(bindparam("at", type_=UTCDateTime())))
+
+
 def record_many(conn: Connection, principal: Principal | None, action: str, outcome: str,
                 entries: Sequence[dict[str, Any]], *, at: datetime | None = None) -> int:
     """Append several entries of one principal and action (``entries``: dicts of resource_type,
@@ -384,11 +412,10 @@ def record_many(conn: Connection, principal: Principal | None, action: str, outc
         "outcome": outcome,
         "client_address": _clean(principal.client_address if principal else None, _LIMITS["client_address"]),
     }
-    rows = [{**common, **{k: _clean(e.get(k), _LIMITS[k]) for k in
-                          ("resource_type", "resource_id", "patient_id", "purpose", "detail")}} for e in entries]
+    rows = [{**common, **{k: _clean(e.get(k), _LIMITS[k]) for k in _PER_ENTRY}} for e in entries]
     try:
         if _deferred(conn):
-            conn.execute(insert(_log_t), rows)
+            _D_LOG_INSERT_MANY_PG.execute(conn, {**common, **{f"v_{k}": [r[k] for r in rows] for k in _PER_ENTRY}})
             _ensure_listener(conn.engine)
             conn.info[_UNSEALED] = True
             return len(rows)
@@ -428,11 +455,14 @@ def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 _SEAL_COLS = [_log_t.c[name] for name in ("id", *_CONTENT)]
-_seal_update = (
-    update(_log_t)
-    .where(_log_t.c.id == bindparam("b_id"), _log_t.c.seq.is_(None))
-    .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
-)
+
+
+# The links of a seal written in one statement, one array per column: executemany of the keyed UPDATE
+# above costs a server-side execution per entry (about 40 ms per 500 entries here, against 5 ms).
+_D_SEAL_PG = DriverStatement(text(
+    f"UPDATE {_log_t.name} SET seq = v.seq, prev_hash = v.prev, hash = v.hash "
+    "FROM unnest(CAST(:b_id AS bigint[]), CAST(:b_seq AS bigint[]), CAST(:b_prev AS text[]), "
+    f"CAST(:b_hash AS text[])) AS v(id, seq, prev, hash) WHERE {_log_t.name}.id = v.id AND {_log_t.name}.seq IS NULL"))
 
 
 def seal(conn: Connection, *, limit: int = SEAL_BATCH) -> int:
@@ -451,16 +481,22 @@ def seal(conn: Connection, *, limit: int = SEAL_BATCH) -> int:
     if not rows:
         return 0
     seq, prev = _lock_head(conn)
-    params = []
+    ids: list[int] = []
+    seqs: list[int] = []
+    prevs: list[str] = []
+    hashes: list[str] = []
     for row in rows:
         seq += 1
         values = dict(row._mapping)
         values["seq"] = seq
         values["prev_hash"] = prev
         digest = entry_hash(values)
-        params.append({"b_id": values["id"], "b_seq": seq, "b_prev": prev, "b_hash": digest})
+        ids.append(values["id"])
+        seqs.append(seq)
+        prevs.append(prev)
+        hashes.append(digest)
         prev = digest
-    conn.execute(_seal_update, params)
+    _D_SEAL_PG.execute(conn, {"b_id": ids, "b_seq": seqs, "b_prev": prevs, "b_hash": hashes})
     _set_head(conn, seq, prev)
     return len(rows)
 
