@@ -570,31 +570,9 @@ def test_working_drgs_stored_equal_assess_and_the_coder_screen_for_a_sample_of_s
     """The batch (bulk reads, edits and grouping in phases, one UPDATE per batch) stores for every stay
     exactly what ``assess`` gives for the stay read alone, and the error and warning counts of the
     coder's edits screen: a mix of codes with CCs, MCCs, procedures and error edits."""
-    import random
-
-    from coding_helpers import patient
-
     from chartkeeper.coding.edits import assess
 
-    rng = random.Random(6)
-    pdx = ["J18.9", "I50.23", "A41.9", "N39.0", "J44.1", "I21.4", "I63.9", "M16.11", "S72.001A", "E11.65", "O80",
-           "N17.9", "K80.00", "F32.9"]
-    sdx = ["I10", "E11.9", "E78.5", "N17.9", "J96.01", "E87.1", "D64.9", "I48.0", "N18.3", "Z87.891", "E11.22",
-           "J44.9", "R65.20", "I50.21", "B96.20", "Z79.01"]
-    pcs = ["0SR9019", "02703DZ", "0DTJ4ZZ", "5A1955Z", "0BH17EZ", "30233N1"]
-    ids = []
-    for i in range(40):
-        pid, eid = f"sample-p{i}", f"sample-e{i}"
-        put(patient(pid, f"Sample{i}", f"MRN-S{i}", rng.choice(["male", "female"]),
-                    f"{rng.randrange(1930, 2004)}-0{rng.randrange(1, 10)}-1{rng.randrange(0, 10)}"))
-        enc = encounter(eid, pid, "IMP", discharged_days_ago=rng.randrange(1, 30), los_days=rng.randrange(1, 9))
-        if rng.random() < 0.3:
-            enc["hospitalization"] = {"dischargeDisposition": {"coding": [{"code": rng.choice(["exp", "snf"])}]}}
-        put(enc)
-        codes = list(dict.fromkeys([rng.choice(pdx), *rng.sample(sdx, rng.randrange(0, 7))]))
-        svc.save_codes(people.coder, eid, [DiagnosisInput(c, rng.choice("YYYYNU")) for c in codes],
-                       [ProcedureInput(p) for p in rng.sample(pcs, rng.choice((0, 0, 1, 2)))])
-        ids.append(eid)
+    ids = _sample_stays(svc, people, put, 40)
     counts = svc.working_drgs(people.coder, ids)
     assert counts.stays == len(ids) and counts.rejects == []
     assert counts.with_errors and counts.grouped  # the sample has both
