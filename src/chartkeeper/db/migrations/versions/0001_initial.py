@@ -104,18 +104,13 @@ def upgrade() -> None:
         sa.Column("created_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", chartkeeper.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("encounter_id", name=op.f("pk_coding_abstract")),
+        postgresql_with={"fillfactor": 75},
     )
     with op.batch_alter_table("coding_abstract", schema=None) as batch_op:
         batch_op.create_index("ix_coding_abstract_assigned", ["assigned_to", "status"], unique=False)
         batch_op.create_index("ix_coding_abstract_finalized", ["finalized_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_coding_abstract_patient_id"), ["patient_id"], unique=False)
         batch_op.create_index("ix_coding_abstract_status_discharged", ["status", "discharged_at"], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        # Abstract rows are updated in place (working MS-DRGs for thousands at a time, status, codes saved):
-        # room on each page lets PostgreSQL keep the new version there without touching the five indexes
-        # (a HOT update), which halves the regroup's UPDATE. Not expressible on the model; SQLite has no
-        # such setting.
-        op.execute("ALTER TABLE coding_abstract SET (fillfactor = 75)")
 
     op.create_table(
         "coding_code",
