@@ -457,8 +457,8 @@ def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
 _SEAL_COLS = [_log_t.c[name] for name in ("id", *_CONTENT)]
 
 
-# The links of a seal written in one statement, one array per column: executemany of the keyed UPDATE
-# above costs a server-side execution per entry (about 40 ms per 500 entries here, against 5 ms).
+# The links of a seal written in one statement, one array per column: an executemany of an UPDATE keyed
+# by id costs a server-side execution per entry (about 40 ms per 500 entries here, against 5 ms).
 _D_SEAL_PG = DriverStatement(text(
     f"UPDATE {_log_t.name} SET seq = v.seq, prev_hash = v.prev, hash = v.hash "
     "FROM unnest(CAST(:b_id AS bigint[]), CAST(:b_seq AS bigint[]), CAST(:b_prev AS text[]), "
