@@ -282,7 +282,7 @@ class _Shared:
                 "managingOrganization": _ref("Organization", org),
             })
         self.staff: dict[str, list[tuple[str, str]]] = {}  # specialty -> [(id, display name)]
-        used: set[str] = set()
+        used: set[tuple[str, str]] = set()
         for spec, nucc, nucc_disp, count, role in SPECIALTIES:
             for _ in range(count):
                 sex = rng.choice(("female", "male"))
@@ -295,13 +295,13 @@ class _Shared:
                 pid = new_id()
                 suffix = "MD" if role == "doctor" else "RN"
                 display = f"{given} {family}, {suffix}"
-                name: dict[str, Any] = {"use": "official", "family": family, "given": [given], "suffix": [suffix]}
+                hname: dict[str, Any] = {"use": "official", "family": family, "given": [given], "suffix": [suffix]}
                 if role == "doctor":
-                    name["prefix"] = ["Dr."]
+                    hname["prefix"] = ["Dr."]
                 self.resources.append({
                     "resourceType": "Practitioner", "id": pid, "active": True,
                     "identifier": [{"system": NPI_SYSTEM, "value": _npi(1_000_000_000 // 10 + rng.randrange(99_999_999))}],
-                    "name": [name], "gender": sex,
+                    "name": [hname], "gender": sex,
                     "telecom": [{"system": "phone", "value": f"(614) 555-{rng.randrange(1000, 9999)}", "use": "work"}],
                 })
                 self.resources.append({
@@ -884,7 +884,7 @@ class _Person:
     def chronic_story(self, chronic: list[tuple[str, int]], checkups: list[int]) -> None:
         """Record each chronic condition at the first checkup on or after its onset, with its medications."""
         keys = {k for k, _ in chronic}
-        self._chronic_pending: dict[int, list[tuple[Dx, int, list[str]]]] = {}
+        self._chronic_pending: dict[int, list[tuple[Dx, int, list[str], str]]] = {}
         for key, onset in chronic:
             c = _CHRONIC_BY_KEY[key]
             code = c.code
@@ -1110,7 +1110,7 @@ class _Person:
             procedures.append((p.text, _us(start + (1 if a.los[0] > 1 else 0))))
         if a.consult:
             cons = self.staff(a.consult)
-            order = {
+            order: dict[str, Any] = {
                 "resourceType": "ServiceRequest", "id": self.hid(), "status": "completed", "intent": "order",
                 "category": [_cc(CONSULTATION[0], CONSULTATION[1], CONSULTATION[2])],
                 "code": {"text": f"{a.consult.capitalize()} consultation"}, "subject": self.subject,
@@ -1201,7 +1201,7 @@ class _Person:
         reported = when + self.rng.randint(2, 5)
         accession = f"S{date.fromordinal(when).year % 100:02d}-{self.rng.randrange(10000, 99999)}"
         chart = self.chart(when)
-        specimen = {
+        specimen: dict[str, Any] = {
             "resourceType": "Specimen", "id": self.hid(), "status": "available", "subject": self.subject,
             "accessionIdentifier": {"system": "https://chartkeeper.example.org/pathology-accession", "value": accession},
             "type": {"text": specimens[0][:200]},

@@ -11,7 +11,7 @@ from chartkeeper.db import Database
 from chartkeeper.demo.generator import generate
 from chartkeeper.fhir.errors import FhirError
 from chartkeeper.fhir.service import RecordService
-from chartkeeper.fhir.store import prepare
+from chartkeeper.fhir.store import Prepared, prepare
 from chartkeeper.fhir.validation import validate
 from chartkeeper.security import users
 from chartkeeper.security.principal import ROLES, Principal
@@ -35,7 +35,7 @@ def load_population(db: Database, patients: int, seed: int, *, today: date | Non
     records = RecordService(db)
     who = Principal.system("demo")
     report = DemoReport()
-    pending = []
+    pending: list[Prepared] = []
     people = 0
 
     def flush() -> None:

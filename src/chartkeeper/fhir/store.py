@@ -18,10 +18,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chartkeeper.db.driver import DriverStatement
@@ -37,12 +37,12 @@ from chartkeeper.fhir.models import (
     VersionRow,
 )
 
-R = ResourceRow.__table__
-V = VersionRow.__table__
-IDX_TOKEN = TokenIndex.__table__
-IDX_STRING = StringIndex.__table__
-IDX_DATE = DateIndex.__table__
-IDX_REF = ReferenceIndex.__table__
+R = cast(Table, ResourceRow.__table__)
+V = cast(Table, VersionRow.__table__)
+IDX_TOKEN = cast(Table, TokenIndex.__table__)
+IDX_STRING = cast(Table, StringIndex.__table__)
+IDX_DATE = cast(Table, DateIndex.__table__)
+IDX_REF = cast(Table, ReferenceIndex.__table__)
 INDEX_TABLES = (IDX_TOKEN, IDX_STRING, IDX_DATE, IDX_REF)
 
 _SORT = orjson.OPT_SORT_KEYS
@@ -483,11 +483,11 @@ class FhirStore:
         seen_states: set[tuple[str, str, str]] = set()
         if mode == "upsert" and current:
             for rtype, ids in by_type(list(current), _IDS_PER_QUERY):
-                for row in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
-                                        .where(eq_planned_for_any(conn, V.c.resource_type, rtype),
-                                               in_list(V.c.id, ids))):
-                    if row.content_hash:
-                        seen_states.add((row.resource_type, row.id, row.content_hash))
+                for vrow in conn.execute(select(V.c.resource_type, V.c.id, V.c.content_hash)
+                                         .where(eq_planned_for_any(conn, V.c.resource_type, rtype),
+                                                in_list(V.c.id, ids))):
+                    if vrow.content_hash:
+                        seen_states.add((vrow.resource_type, vrow.id, vrow.content_hash))
 
         if mode != "upsert":
             self._check_locked(conn, [p for p in prepared if p.rtype in LOCKABLE and (p.rtype, p.rid) in current
@@ -606,12 +606,12 @@ class FhirStore:
         # new resources then go to the end of each B-tree, page after page.
         for pk in sorted(latest):
             p = latest[pk]
-            t = p.rtype
+            rtype = p.rtype
             ix = p.index
-            tok += [(pk, t, *row) for row in ix.tokens]
-            strs += [(pk, t, *row) for row in ix.strings]
-            dts += [(pk, t, *row) for row in ix.dates]
-            refs += [(pk, t, *row) for row in ix.references]
+            tok += [(pk, rtype, *row) for row in ix.tokens]
+            strs += [(pk, rtype, *row) for row in ix.strings]
+            dts += [(pk, rtype, *row) for row in ix.dates]
+            refs += [(pk, rtype, *row) for row in ix.references]
         head = ("resource_pk", "resource_type", "param")
         bulk_insert(conn, IDX_TOKEN, (*head, "system", "code"), tok)
         bulk_insert(conn, IDX_STRING, (*head, "value"), strs)

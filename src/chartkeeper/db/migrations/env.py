@@ -19,6 +19,8 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("No database to migrate: set sqlalchemy.url or pass a connection (Database.upgrade does).")
     engine = make_engine(url)
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
