@@ -8,6 +8,7 @@ import pytest
 from chartkeeper.fhir.service import RecordService
 from chartkeeper.security import grants
 from chartkeeper.security.principal import Principal
+from concurrently import run_threads
 from fhirdata import as_role, obs, patient
 
 FJ = "application/fhir+json"
@@ -309,11 +310,7 @@ def test_concurrent_reads_each_commit_one_entry_and_the_chain_verifies(db, token
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(worker, range(threads))
     assert not errors
     assert sorted(statuses) == sorted([403] * (threads * 3) + [404] * (threads * 2))
     with db.read() as c:

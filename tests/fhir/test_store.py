@@ -9,6 +9,7 @@ import pytest
 from chartkeeper.fhir import search
 from chartkeeper.fhir.errors import FhirError
 from chartkeeper.fhir.store import FhirStore
+from concurrently import run_threads
 from fhirdata import obs, patient
 
 STORE = FhirStore()
@@ -60,11 +61,7 @@ def test_of_two_concurrent_updates_to_one_version_exactly_one_wins(db):
         except FhirError as err:
             outcomes.append(err.status)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in ("Alpha", "Beta")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker, ("Alpha", "Beta"))
     assert sorted(map(str, outcomes)) == ["412", "ok"]
     with db.read() as c:
         assert STORE.read(c, "Patient", r.id).version_id == 2

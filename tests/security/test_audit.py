@@ -19,6 +19,7 @@ from chartkeeper.security import audit, policy, users
 from chartkeeper.security.audit import AuditWriteError
 from chartkeeper.security.policy import Action, Denied
 from chartkeeper.security.principal import ROLES, Principal
+from concurrently import run_threads
 
 DOC = Principal("u-doc", "drdoe", frozenset({"physician"}), "Dr Doe", "10.0.0.5")
 
@@ -520,11 +521,7 @@ def test_concurrent_appends_keep_one_chain(db: Database) -> None:
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(worker, range(threads))
     assert not errors
     res = _verify(db)
     total = threads * per_thread + threads * (per_thread // 10)
@@ -666,11 +663,7 @@ def test_concurrent_audited_reads_share_commits_and_keep_one_chain(db: Database,
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(worker, range(threads))
     assert not errors
     total = threads * per_thread + threads * (per_thread // 10)
     res = _verify(db)
@@ -710,11 +703,7 @@ def test_a_failing_audit_write_fails_every_read_of_its_batch(db: Database) -> No
             except AuditWriteError as exc:
                 errors.append(exc)
 
-        ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        run_threads(worker, range(4))
         assert values == [] and len(errors) == 4  # no data without its committed entry
         assert all("could not be written" in str(e) for e in errors)
     finally:
@@ -735,11 +724,7 @@ def test_a_read_that_fails_fails_alone_and_writes_no_entry(db: Database) -> None
         except LookupError as exc:
             results[f"r{k}"] = exc
 
-    ts = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(worker, range(6))
     for k in range(6):
         if k % 2:
             assert isinstance(results[f"r{k}"], LookupError) and str(results[f"r{k}"]) == f"not found {k}"
