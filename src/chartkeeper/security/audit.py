@@ -400,18 +400,8 @@ def record_many(conn: Connection, principal: Principal | None, action: str, outc
     if not entries:
         return 0
     _check_writable(conn)
-    if outcome not in OUTCOMES:
-        raise ValueError(f"Unknown audit outcome {outcome!r}: use one of {', '.join(OUTCOMES)}.")
-    when = at or utcnow()
-    common = {
-        "at": when,
-        "user_id": _clean(principal.user_id or None if principal else None, _LIMITS["user_id"]),
-        "username": _clean(principal.username or None if principal else None, _LIMITS["username"]),
-        "roles": _clean(principal.roles_text if principal else "", _LIMITS["roles"]) or "",
-        "action": _clean(action, _LIMITS["action"]),
-        "outcome": outcome,
-        "client_address": _clean(principal.client_address if principal else None, _LIMITS["client_address"]),
-    }
+    # The fields every entry shares, cleaned once as entry() cleans them; then each entry's own.
+    common = {k: v for k, v in entry(principal, action, outcome, at=at).items() if k not in _PER_ENTRY}
     rows = [{**common, **{k: _clean(e.get(k), _LIMITS[k]) for k in _PER_ENTRY}} for e in entries]
     try:
         if _deferred(conn):
