@@ -1917,7 +1917,7 @@ class CodingService:
                 batch = self._read_working(conn, chunk, hidden)
                 outcomes = [o for j in range(0, len(batch.stays), WORKING_TASK)
                             for o in _assess_here(batch.stays[j:j + WORKING_TASK])]
-                self._store_batch(conn, principal, batch, outcomes, counts, now)
+                self._store_batch(conn, principal, batch, outcomes, counts, now, read_apart=False)
             done += len(chunk)
             if progress:
                 progress(done, len(ids))
@@ -1996,11 +1996,14 @@ class CodingService:
 
     @staticmethod
     def _store_batch(conn: Connection, principal: Principal, batch: _WorkingBatch,
-                     outcomes: Sequence[_Outcome | str], counts: WorkingDrgCounts, now: datetime) -> None:
+                     outcomes: Sequence[_Outcome | str], counts: WorkingDrgCounts, now: datetime, *,
+                     read_apart: bool = True) -> None:
         """Store one assessed batch (outcomes in the order of ``batch.stays``) and audit it once per
-        patient; a stay whose abstract changed since the batch was read is left as it is now."""
+        patient. ``read_apart``: the batch was read in another transaction, so a stay whose abstract
+        changed since is left as it is now (read in this one, nothing can have changed it)."""
         counts.rejects += batch.rejects
-        current = dict(_W_GUARD.all(conn, {"ids": [s.encounter_id for s in batch.stays]})) if batch.stays else {}
+        current = (dict(_W_GUARD.all(conn, {"ids": [s.encounter_id for s in batch.stays]}))
+                   if batch.stays and read_apart else None)
         params: list[dict[str, Any]] = []
         touched: Counter[str | None] = Counter()
         for stay, outcome in zip(batch.stays, outcomes, strict=True):
@@ -2009,7 +2012,7 @@ class CodingService:
                 counts.rejects.append((eid, outcome))
                 continue
             row = batch.rows[eid]
-            if current.get(eid) != row.updated_at:
+            if current is not None and current.get(eid) != row.updated_at:
                 counts.recoded.append(eid)
                 continue
             drg, title, weight, grouper, errors, warnings, grouped = outcome
@@ -2238,5 +2241,3 @@ add_write_listener(_listener)
 __all__ = ["Abstract", "CodeLine", "CodingError", "CodingService", "DecisionInput", "DiagnosisInput",
            "FinalizeResult", "HcpcsEntry", "HcpcsImport", "ProcedureInput", "Query", "QueryEvidence", "QueueFilter",
            "QueueItem", "QueuePage", "SuggestionState", "check_query", "clinical_options", "parse_codes"]
-
-
