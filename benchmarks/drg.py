@@ -92,7 +92,8 @@ def _rate(fn, items) -> float:  # type: ignore[no-untyped-def]
 
 def _hospital(cases: list[CodingCase], backend: str, tmp: str):  # type: ignore[no-untyped-def]
     """A fresh database with these stays' patients and encounters (discharged, so each has its coding
-    abstract) and their codes stored as a coder left them (untimed). Returns (db, schema, service, coder)."""
+    abstract) and their codes stored as a coder left them, then the planner's statistics refreshed as
+    ``chartkeeper import`` refreshes them after a load (untimed). Returns (db, schema, service, coder)."""
     from _bench_db import fresh_url
     from sqlalchemy import insert
 
@@ -133,6 +134,7 @@ def _hospital(cases: list[CodingCase], backend: str, tmp: str):  # type: ignore[
     with db.begin() as conn:
         conn.execute(insert(CodeRow.__table__), codes)
         coder = users.create_user(conn, "bench-coder", "bench-password-123456", ["coder"], actor=system).principal()
+    db.refresh_statistics()  # PostgreSQL: as `chartkeeper import` does after a load (autovacuum is off here)
     return db, schema, svc, coder
 
 
