@@ -63,6 +63,38 @@ def test_in_list_binds_any_number_of_values_as_one_parameter_and_execute_many_up
         md.drop_all(db.engine)
 
 
+def test_list_parameters_go_in_the_binary_format_on_postgresql_and_keep_every_value(db):
+    """On psycopg, ``in_list`` values and the parameters a statement names as ``binary`` are sent in
+    PostgreSQL's binary format (six times cheaper for a batch's arrays than the text format, which
+    quotes every element); the values arrive exactly, NULLs, quotes, braces and all."""
+    import pytest
+    from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+
+    from chartkeeper.db.driver import DriverStatement
+    from chartkeeper.db.sql import in_list
+
+    md = MetaData()
+    t = Table("drv_bin", md, Column("id", Integer, primary_key=True), Column("code", String(40)))
+    md.create_all(db.engine)
+    sel = DriverStatement(select(t.c.code).where(in_list(t.c.id, "ids"), t.c.code != text("'x'")).order_by(t.c.id))
+    try:
+        with db.begin() as conn:
+            conn.execute(insert(t), [{"id": i, "code": f"c{i}"} for i in range(1, 6)])
+            assert sel.all(conn, {"ids": [5, 2, 2**40]}) == [("c2",), ("c5",)]
+            if conn.dialect.name != "postgresql":
+                pytest.skip("binary parameters are psycopg's (SQLite binds a list as JSON text)")
+            assert "%(ids)b" in sel._compiled(conn.dialect).sql
+            values = ["plain", None, "it's \"quoted\"", "{a,b}", "back\\slash", "naïve ✓", ""]
+            arrays = DriverStatement(text("SELECT v.s, v.n, :label FROM unnest(CAST(:s AS text[]), CAST(:n AS bigint[])) "
+                                          "WITH ORDINALITY AS v(s, n, o) ORDER BY v.o"), binary=("s", "n"))
+            compiled = arrays._compiled(conn.dialect).sql
+            assert "%(s)b" in compiled and "%(n)b" in compiled and "%(label)s" in compiled
+            got = arrays.all(conn, {"s": values, "n": [1, None, 2**40, -3, 0, 7, 8], "label": "scalar"})
+            assert got == [(v, n, "scalar") for v, n in zip(values, [1, None, 2**40, -3, 0, 7, 8], strict=True)]
+    finally:
+        md.drop_all(db.engine)
+
+
 def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path):
     from chartkeeper.db import Database
 

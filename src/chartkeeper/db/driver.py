@@ -12,7 +12,7 @@ runs it on the cursor of the caller's connection, inside the caller's transactio
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -20,15 +20,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from chartkeeper.db.sql import ValueList
+
 _Proc = Callable[[Any], Any]
 
 
 class _Compiled:
     __slots__ = ("sql", "positional", "names", "defaults", "binds", "results")
 
-    def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None) -> None:
+    def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None,
+                 binary: frozenset[str]) -> None:
         c = cast(SQLCompiler, stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None))
-        self.sql = c.string
+        sql = c.string
         self.positional = bool(dialect.positional)
         self.names: tuple[str, ...] = tuple(c.positiontup or ()) if self.positional else ()
         self.defaults: dict[str, Any] = {}
@@ -39,6 +42,11 @@ class _Compiled:
             proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
                 self.binds.append((name, proc))
+            if dialect.driver == "psycopg" and (name in binary or isinstance(bp.type, ValueList)):
+                # psycopg writes a list in the text format element by element in Python (quoting each):
+                # about 2.6 µs an element for text and timestamps, against 0.4 µs in the binary format.
+                sql = sql.replace(f"%({name})s", f"%({name})b")
+        self.sql = sql
         self.results: list[tuple[int, _Proc]] = []
         for i, col in enumerate(getattr(stmt, "selected_columns", ())):
             rproc = col.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -50,12 +58,16 @@ class DriverStatement:
     """A Core statement compiled once per dialect and run on the DBAPI cursor.
 
     ``keys`` names the columns an INSERT or UPDATE is given (as ``column_keys`` when compiling).
+    ``binary`` names parameters that are lists (arrays under a CAST, as an ``unnest`` of a batch's
+    columns takes them): psycopg sends them in PostgreSQL's binary format, six times cheaper to write
+    than its text format; ``in_list`` values always go that way.
     Exceptions are the driver's own (``sqlite3.Error``, ``psycopg.Error``), not SQLAlchemy's.
     """
 
-    def __init__(self, stmt: ClauseElement, keys: Sequence[str] | None = None) -> None:
+    def __init__(self, stmt: ClauseElement, keys: Sequence[str] | None = None, *, binary: Iterable[str] = ()) -> None:
         self.stmt = stmt
         self.keys = tuple(keys) if keys is not None else None
+        self.binary = frozenset(binary)
         self._by_dialect: dict[tuple[type, str], _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -66,7 +78,7 @@ class DriverStatement:
             with self._lock:
                 c = self._by_dialect.get(key)
                 if c is None:
-                    c = self._by_dialect[key] = _Compiled(self.stmt, dialect, self.keys)
+                    c = self._by_dialect[key] = _Compiled(self.stmt, dialect, self.keys, self.binary)
         return c
 
     @staticmethod

@@ -26,7 +26,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType, TypeEngine
 
 
-class _ValueList(TypeDecorator[list[Any]]):
+class ValueList(TypeDecorator[list[Any]]):
     """A list of strings (or integers) as one bind value: a PostgreSQL array, a JSON array text on SQLite."""
 
     impl = String
@@ -60,7 +60,7 @@ class in_list(ColumnElement[bool]):  # noqa: N801 - used like SQLAlchemy's lower
 
     def __init__(self, column: ColumnElement[Any], values: str | Iterable[Any]) -> None:
         self.column = column
-        kind = _ValueList(integers=isinstance(column.type, Integer))
+        kind = ValueList(integers=isinstance(column.type, Integer))
         self.values = bindparam(values, type_=kind) if isinstance(values, str) else \
             bindparam(None, list(values), type_=kind, unique=True)
 
