@@ -579,14 +579,16 @@ def test_as_audit_event_is_valid_fhir(db: Database) -> None:
     assert export["type"]["code"] == "110106" and "who" not in export["agent"][0]
 
 
-def test_record_many_chains_like_one_by_one_and_verifies(db):
+@pytest.mark.parametrize("link", [False, True], ids=["sealed-later", "linked-now"])
+def test_record_many_chains_like_one_by_one_and_verifies(db, link):
     """A bulk job's entries (one per patient touched) go in with one statement, chained as if written
     one by one: verify passes, and a tamper among them is caught."""
     job = Principal.system("bulk-test")
     with db.begin() as c:
         audit.record(c, job, "import", "success", patient_id="p0", detail="before")
         n = audit.record_many(c, job, "import", "success",
-                              [{"patient_id": f"p{i}", "detail": f"{i} resources written"} for i in range(1, 40)])
+                              [{"patient_id": f"p{i}", "detail": f"{i} resources written"} for i in range(1, 40)],
+                              link=link)
         audit.record(c, job, "import", "success", patient_id="p40", detail="after")
     assert n == 39
     audit.seal_all(db.engine)
@@ -601,15 +603,16 @@ def test_record_many_chains_like_one_by_one_and_verifies(db):
     assert not bad.ok and bad.first_bad_seq is not None
 
 
-def test_record_many_keeps_the_entries_order_and_every_field(db):
+@pytest.mark.parametrize("link", [False, True], ids=["sealed-later", "linked-now"])
+def test_record_many_keeps_the_entries_order_and_every_field(db, link):
     """The entries of one call are chained in the order given, each with its own fields and the
     call's common ones (on PostgreSQL they are written in one statement from arrays)."""
     job = Principal.system("bulk-order")
     entries = [{"resource_type": "CodingAbstract" if i % 2 else None, "resource_id": f"r{i}" if i % 3 else None,
                 "patient_id": f"p{99 - i}", "purpose": "TREAT" if i == 5 else None,
-                "detail": f"naïve ✓ {i} 'quoted' \"x\""} for i in range(60)]
+                "detail": f"naïve ✓ {i} 'quoted' \"x\" {{a,b}} back\\slash"} for i in range(60)]
     with db.begin() as c:
-        audit.record_many(c, job, "bulk.order", "success", entries)
+        audit.record_many(c, job, "bulk.order", "success", entries, link=link)
     audit.seal_all(db.engine)
     t = audit._log_t
     with db.read() as c:
@@ -620,6 +623,32 @@ def test_record_many_keeps_the_entries_order_and_every_field(db):
     assert [tuple(r[:5]) for r in got] == [(e["resource_type"], e["resource_id"], e["patient_id"], e["purpose"],
                                             e["detail"]) for e in entries]
     assert {tuple(r[5:]) for r in got} == {(job.username, "bulk.order", "success", job.roles_text)}
+
+
+def test_linked_entries_are_in_the_chain_at_commit_among_entries_sealed_later(db):
+    """``record_many(link=True)`` (a short bulk transaction's last write) links its entries into the
+    chain as it inserts them: once committed they are sealed, with no sealer run, on PostgreSQL as on
+    SQLite. Entries other transactions leave for the sealer, before and after them, are sealed after
+    them, and the whole chain verifies."""
+    job = Principal.system("bulk-linked")
+    with db.begin() as c:
+        audit.record(c, DOC, "read", "success", patient_id="p-before")
+    with db.begin() as c:
+        audit.record_many(c, job, "coding.working-drg", "success",
+                          [{"resource_type": "CodingAbstract", "patient_id": f"p{i}"} for i in range(30)], link=True)
+    with db.begin() as c:
+        audit.record(c, DOC, "read", "success", patient_id="p-after")
+    t = audit._log_t
+    with db.read() as c:
+        linked = c.execute(select(t.c.seq, t.c.hash).where(t.c.action == "coding.working-drg")).all()
+        assert len(linked) == 30 and all(seq is not None and h for seq, h in linked)
+        assert sorted(seq for seq, _ in linked) == list(range(min(s for s, _ in linked), min(s for s, _ in linked) + 30))
+    audit.seal_all(db.engine)
+    with db.read() as c:
+        result = audit.verify(c)
+        assert result.ok and result.unsealed == 0, result
+        order = [r[0] for r in c.execute(select(t.c.patient_id).order_by(t.c.seq))]
+    assert set(order) >= {"p-before", "p-after"} and order.index("p0") + 29 == order.index("p29")
 
 
 # ---------------------------------------------------------------------------------------------

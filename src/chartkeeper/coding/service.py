@@ -619,6 +619,7 @@ _W_UPDATE = DriverStatement(
         working_at=bindparam("b_at")))
 # PostgreSQL: the whole batch in one statement, one array per column (a statement per stay costs a
 # round trip and a server-side execution each).
+_W_COLUMNS = ("b_encounter", "b_drg", "b_title", "b_weight", "b_grouper", "b_errors", "b_warnings")
 _W_UPDATE_PG = DriverStatement(sql_text(
     "UPDATE coding_abstract SET working_drg = v.drg, working_drg_title = v.title, working_weight = v.weight, "
     "working_grouper = v.grouper, working_errors = v.errors, working_warnings = v.warnings, working_at = :b_at "
@@ -626,8 +627,7 @@ _W_UPDATE_PG = DriverStatement(sql_text(
     "CAST(:b_weight AS float8[]), CAST(:b_grouper AS text[]), CAST(:b_errors AS int[]), "
     "CAST(:b_warnings AS int[])) AS v(encounter_id, drg, title, weight, grouper, errors, warnings) "
     "WHERE coding_abstract.encounter_id = v.encounter_id"
-).bindparams(bindparam("b_at", type_=UTCDateTime())))
-_W_COLUMNS = ("b_encounter", "b_drg", "b_title", "b_weight", "b_grouper", "b_errors", "b_warnings")
+).bindparams(bindparam("b_at", type_=UTCDateTime())), binary=_W_COLUMNS)
 
 
 def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime) -> None:
@@ -2030,10 +2030,12 @@ class CodingService:
             touched[row.patient_id] += 1
         if params:
             _store_working(conn, params, now)
+            # Linked into the audit chain now (the batch's last write; it commits at once), not left for
+            # the sealer to read back and rewrite.
             audit.record_many(conn, principal, "coding.working-drg", "success", [
                 {"resource_type": ABSTRACT, "patient_id": pid,
                  "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
-                for pid, n in touched.items()])
+                for pid, n in touched.items()], link=True)
 
 
 # ================================================================================================
