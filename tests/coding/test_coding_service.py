@@ -771,17 +771,24 @@ def test_working_drgs_in_worker_processes_store_and_count_exactly_what_in_proces
 
 
 def test_a_stay_recoded_between_the_read_and_the_store_keeps_the_coders_codes_until_the_next_run(
-        svc, db, people, put, hospital, small_batches):
+        svc, db, people, put, hospital, small_batches, monkeypatch):
+    from chartkeeper.coding import service
+
     ids = _sample_stays(svc, people, put, 30)
-    target = ids[9]  # in the second batch: read (two batches are read ahead) but not stored when the first is
-    calls: list[int] = []
+    target = ids[9]  # in the second batch
+    merged = service._merged
+    saved: list[str] = []
 
-    def coder_saves_meanwhile(done: int, total: int) -> None:
-        calls.append(done)
-        if len(calls) == 1:
+    def coder_saves_meanwhile(parts):  # the batch is read and assessed, not yet stored
+        batch = merged(parts)
+        if target in batch.ids and not saved:
+            saved.append(target)
             svc.save_codes(people.coder, target, [DiagnosisInput("J18.9", "Y"), DiagnosisInput("J96.01", "Y")], [])
+        return batch
 
-    counts = svc.working_drgs(people.coder, ids, workers=1, progress=coder_saves_meanwhile)
+    monkeypatch.setattr(service, "_merged", coder_saves_meanwhile)
+    counts = svc.working_drgs(people.coder, ids, workers=1)
+    assert saved == [target]
     assert counts.recoded == [target] and counts.stays == 29 and counts.rejects == []
     assert target not in _stored_working(db)  # not overwritten with a grouping of the codes as they were
     nxt = svc.working_drgs(people.coder, [target], workers=1)

@@ -26,7 +26,7 @@ import dataclasses
 import gc
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -595,7 +595,7 @@ WORKING_ROLES = frozenset({"coder", "him_technician"})  # who may regroup workin
 WORKING_BATCH = 500  # stays per transaction: a few queries each
 WORKING_POOL_MIN = 400  # fewer stays than this are assessed in the calling process (workers: see working_drgs)
 WORKING_TASK = 125  # stays per worker task: a batch is assessed by several workers at once
-WORKING_AHEAD = 2  # batches read and handed to the workers before the oldest is stored
+WORKING_AHEAD = 4  # batches handed to the workers (as tasks) before the oldest is stored
 
 # The batch's statements, built once and run on the driver (chartkeeper.db.driver): one per table
 # whatever the batch's size, rows as plain tuples.
@@ -705,61 +705,153 @@ _Outcome = tuple[str | None, str, float | None, str, int, int, bool]
 
 @dataclass
 class _WorkingBatch:
-    """One batch as read: its abstract rows, the stays to assess, and the ids left out with the reason."""
+    """Stays as read: their abstract rows, the stays to assess, and the ids left out with the reason."""
 
     rows: dict[str, _WorkingRow]
     stays: list[_WorkingStay]
     rejects: list[tuple[str, str]]
 
 
+class _Assessed(NamedTuple):
+    """Stays read and assessed, ready to store: the abstract rows of the stays assessed, their ids and
+    outcomes in order, and the ids left out when read, with the reason (what a worker's task returns:
+    plain values, a fraction of the stays' JSON it read)."""
+
+    rows: dict[str, _WorkingRow]
+    ids: list[str]
+    outcomes: list[_Outcome | str]
+    rejects: list[tuple[str, str]]
+
+
+def _merged(parts: Sequence[_Assessed]) -> _Assessed:
+    """Consecutive parts of a batch as one (rejects and outcomes in the order of the ids)."""
+    if len(parts) == 1:
+        return parts[0]
+    rows: dict[str, _WorkingRow] = {}
+    ids: list[str] = []
+    outcomes: list[_Outcome | str] = []
+    rejects: list[tuple[str, str]] = []
+    for part in parts:
+        rows.update(part.rows)
+        ids += part.ids
+        outcomes += part.outcomes
+        rejects += part.rejects
+    return _Assessed(rows, ids, outcomes, rejects)
+
+
 class _Task:
-    """Stays handed to a worker process; taken back and assessed here if no worker has started them."""
+    """Stays handed to a worker process to read and assess; taken back and done here if no worker has
+    started them."""
 
-    __slots__ = ("error", "future", "local", "stays")
+    __slots__ = ("error", "future", "ids", "local")
 
-    def __init__(self, stays: list[_WorkingStay], future: Any) -> None:
-        self.stays = stays
+    def __init__(self, ids: list[str], future: Any) -> None:
+        self.ids = ids
         self.future = future
-        self.local: list[_Outcome | str] | None = None
+        self.local: _Assessed | None = None
         self.error: Exception | None = None
 
     def ready(self) -> bool:
         return self.local is not None or self.future.done()
 
-    def take_back(self) -> bool:
-        """Assess the stays here if no worker has started them (True), else leave them (False). A failure
-        is raised when the outcomes are collected, in order, so the batches before it are stored."""
+    def take_back(self, db: Database, hidden: frozenset[str]) -> bool:
+        """Read and assess the stays here if no worker has started them (True), else leave them (False).
+        A failure is raised when the outcomes are collected, in order, so the batches before it are
+        stored."""
         if self.local is not None or not self.future.cancel():
             return False
         try:
-            self.local = _assess_here(self.stays)
+            with db.read() as conn:
+                self.local = _assess_read(read_working(conn, self.ids, hidden), self.ids)
         except Exception as exc:
-            self.local, self.error = [], exc
+            self.local, self.error = _Assessed({}, [], [], []), exc
         return True
 
-    def outcomes(self, pool: Any) -> list[_Outcome | str]:
+    def assessed(self, pool: Any) -> _Assessed:
         if self.error is not None:
             raise self.error
         if self.local is not None:
             return self.local
         from chartkeeper.coding import workers as worker_pool
 
-        return worker_pool.result(pool, self.future, _which(self.stays))
+        return worker_pool.result(pool, self.future, _which(self.ids))
 
 
-def _which(stays: Sequence[_WorkingStay]) -> str:
-    first, last = stays[0].encounter_id, stays[-1].encounter_id
+def _which(ids: Sequence[str]) -> str:
+    first, last = ids[0], ids[-1]
     return f"stays {first} to {last}" if first != last else f"stay {first}"
 
 
-def _assess_here(stays: Sequence[_WorkingStay]) -> list[_Outcome | str]:
-    """:func:`assess_working` in this process, failing as a worker's task does (a sentence naming the stays)."""
+def _assess_here(stays: Sequence[_WorkingStay], ids: Sequence[str]) -> list[_Outcome | str]:
+    """:func:`assess_working` in this process, failing as a worker's task does (a sentence naming
+    ``ids``, the stays asked for)."""
     try:
         return assess_working(stays)
     except Exception as exc:
         from chartkeeper.coding.workers import task_failed
 
-        raise task_failed(_which(stays), exc) from exc
+        raise task_failed(_which(ids), exc) from exc
+
+
+def _assess_read(batch: _WorkingBatch, ids: Sequence[str]) -> _Assessed:
+    return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], _assess_here(batch.stays, ids), batch.rejects)
+
+
+_STORE = FhirStore(validate=False)  # stateless: read_contents only
+
+
+def read_working(conn: Connection, ids: list[str], hidden: Collection[str]) -> _WorkingBatch:
+    """Read stays for ``working_drgs`` (a batch, or a worker's task of one): the abstracts, codes,
+    Encounters and Patients in a few queries; the ids that have nothing to group are left out with the
+    reason."""
+    rows = {r[0]: _WorkingRow(*r) for r in _W_ROWS.all(conn, {"ids": ids})}
+    lines: dict[str, list[tuple[str, str, str, str | None, date | None]]] = {}
+    for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": list(rows)}):
+        got = lines.get(eid)
+        if got is None:
+            got = lines[eid] = []
+        got.append((kind, code, system, poa, performed))
+    encounters = _STORE.read_contents(conn, "Encounter", rows)
+    subjects = {eid: _ref_id(orjson.loads(text).get("subject"), "Patient") for eid, text in encounters.items()}
+    patients = _STORE.read_contents(conn, "Patient", (p for p in subjects.values() if p))
+    stays: list[_WorkingStay] = []
+    rejects: list[tuple[str, str]] = []
+    for eid in ids:
+        row = rows.get(eid)
+        if row is None or (row.patient_id is not None and row.patient_id in hidden):
+            rejects.append((eid, f"Encounter {eid[:64]!r} has no coding abstract you can see: it is not "
+                                 "discharged, not coded here, or not an encounter id; check the id."))
+            continue
+        if row.setting != CodingSetting.INPATIENT.value:
+            rejects.append((eid, f"Encounter {eid} is {row.setting}: MS-DRGs apply to inpatient stays "
+                                 "only, so it has no working MS-DRG."))
+            continue
+        enc = encounters.get(eid)
+        if enc is None:
+            rejects.append((eid, f"Encounter {eid} is no longer in the record (deleted): nothing to "
+                                 "group; re-open or remove its abstract."))
+            continue
+        pid = subjects.get(eid)
+        stays.append(_WorkingStay(eid, enc, patients.get(pid) if pid else None, tuple(lines.get(eid) or ())))
+    return _WorkingBatch(rows, stays, rejects)
+
+
+# A worker process's database, for the run's URL (one at a time: a later run on another database
+# closes it).
+_reader_db: tuple[str, Database] | None = None
+
+
+def read_and_assess(url: str, ids: list[str], hidden: frozenset[str]) -> _Assessed:
+    """A worker process's task: read these stays in a transaction of its own and assess them."""
+    global _reader_db
+    if _reader_db is None or _reader_db[0] != url:
+        if _reader_db is not None:
+            _reader_db[1].dispose()
+        _reader_db = (url, Database(url))
+    with _reader_db[1].read() as conn:
+        batch = read_working(conn, ids, hidden)
+    # a failure goes back as raised: the caller's workers.result names the stays in its sentence
+    return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], assess_working(batch.stays), batch.rejects)
 
 
 def _stay_case(stay: _WorkingStay) -> CodingCase:
@@ -1847,12 +1939,13 @@ class CodingService:
         out. ``progress(done, total)`` is called after each batch.
 
         ``workers``: worker processes to edit and group in (chartkeeper.coding.workers; the CLI passes
-        one per processor but one). With workers and at least ``WORKING_POOL_MIN`` stays, the stays
-        are assessed in the workers while this process reads the next batches and stores the earlier
-        ones: each batch is read in one transaction and stored in another, and a stay whose abstract
-        changed in between (a coder saved codes) is not overwritten: it is counted in ``recoded`` and
-        left for the next run. The answers are the same as in-process. A worker that dies, raises or
-        stops answering ends the run with a CodingError (the batches stored before it stay stored)."""
+        one per processor but one). With workers and at least ``WORKING_POOL_MIN`` stays, the workers
+        read and assess the stays (each worker on a connection of its own) while this process stores
+        them in order: stays are read in one transaction and stored in another, and a stay whose
+        abstract changed in between (a coder saved codes) is not overwritten: it is counted in
+        ``recoded`` and left for the next run. The answers are the same as in-process. A worker that
+        dies, raises or stops answering ends the run with a CodingError (the stays stored before it
+        stay stored)."""
         now = now or datetime.now(UTC)
         counts = WorkingDrgCounts()
         with self.db.begin() as conn:
@@ -1914,100 +2007,68 @@ class CodingService:
         for i in range(0, len(ids), WORKING_BATCH):
             chunk = ids[i:i + WORKING_BATCH]
             with self.db.begin() as conn:
-                batch = self._read_working(conn, chunk, hidden)
-                outcomes = [o for j in range(0, len(batch.stays), WORKING_TASK)
-                            for o in _assess_here(batch.stays[j:j + WORKING_TASK])]
-                self._store_batch(conn, principal, batch, outcomes, counts, now, read_apart=False)
+                batch = read_working(conn, chunk, hidden)
+                stays = [s.encounter_id for s in batch.stays]
+                outcomes = [o for j in range(0, len(stays), WORKING_TASK)  # in tasks, as the workers do
+                            for o in _assess_here(batch.stays[j:j + WORKING_TASK], stays[j:j + WORKING_TASK])]
+                self._store_batch(conn, principal, _Assessed(batch.rows, stays, outcomes, batch.rejects), counts,
+                                  now, read_apart=False)
             done += len(chunk)
             if progress:
                 progress(done, len(ids))
 
     def _working_pooled(self, pool: Any, principal: Principal, ids: list[str], hidden: set[str],
                         counts: WorkingDrgCounts, now: datetime, progress: Callable[[int, int], None] | None) -> None:
-        """A pipeline across batches: while the workers assess a batch (in tasks of ``WORKING_TASK`` stays,
-        several workers on one batch), this process reads the next (one read transaction each) and stores
-        the one before (one write transaction each, guarded against stays changed since their read). When
-        it would wait for a batch, it takes back the newest tasks no worker has started and assesses them
-        itself, so no processor idles whatever the split of the work."""
+        """A pipeline: the workers read and assess the stays (tasks of ``WORKING_TASK`` stays of a batch,
+        each read in a transaction of its own worker), up to ``WORKING_AHEAD`` batches ahead, while this
+        process stores them in order, each batch in one write transaction (guarded against stays changed
+        since their read) or, when only its first tasks are done, in as many as it takes to store each
+        task as soon as it can. When the oldest task is not done, this process takes back the oldest task
+        no worker has started and reads and assesses it itself, so no processor idles whatever the split
+        of the work."""
         from collections import deque
 
         from chartkeeper.coding import workers as worker_pool
 
-        chunks = [ids[i:i + WORKING_BATCH] for i in range(0, len(ids), WORKING_BATCH)]
-        inflight: deque[tuple[int, _WorkingBatch, list[_Task]]] = deque()
-        nxt = done = 0
-        while nxt < len(chunks) or inflight:
-            while nxt < len(chunks) and len(inflight) < WORKING_AHEAD:
-                chunk = chunks[nxt]
-                with self.db.read() as conn:
-                    batch = self._read_working(conn, chunk, hidden)
-                tasks = []
-                for j in range(0, len(batch.stays), WORKING_TASK):
-                    part = batch.stays[j:j + WORKING_TASK]
-                    tasks.append(_Task(part, worker_pool.submit(pool, assess_working, part)))
-                inflight.append((len(chunk), batch, tasks))
-                nxt += 1
-            size, batch, tasks = inflight[0]
-            while not all(t.ready() for t in tasks):
-                stolen = next((t for _, _, ts in reversed(inflight) for t in reversed(ts) if t.take_back()), None)
-                if stolen is None:
-                    break  # every task left is running in a worker: wait for them
-            inflight.popleft()
-            outcomes = [o for t in tasks for o in t.outcomes(pool)]
+        frozen = frozenset(hidden)
+        parts = ((i, ids[j:min(j + WORKING_TASK, i + WORKING_BATCH)])  # (batch, task): no task spans two batches
+                 for i in range(0, len(ids), WORKING_BATCH) for j in range(i, min(i + WORKING_BATCH, len(ids)),
+                                                                          WORKING_TASK))
+        ahead = WORKING_AHEAD * -(-WORKING_BATCH // WORKING_TASK)
+        tasks: deque[tuple[int, _Task]] = deque()
+        done = 0
+        while True:
+            while len(tasks) < ahead and (nxt := next(parts, None)) is not None:
+                batch, part = nxt
+                tasks.append((batch, _Task(part, worker_pool.submit(pool, read_and_assess, self.db.url, part, frozen))))
+            if not tasks:
+                break
+            if not tasks[0][1].ready() and any(t.take_back(self.db, frozen) for _, t in tasks):
+                continue
+            # the oldest task (waiting for it if a worker is still on it), and those after it in its batch
+            # that are done too
+            batch, first = tasks.popleft()
+            taken = [first]
+            while tasks and tasks[0][0] == batch and tasks[0][1].ready():
+                taken.append(tasks.popleft()[1])
+            assessed = _merged([t.assessed(pool) for t in taken])
             with self.db.begin() as conn:
-                self._store_batch(conn, principal, batch, outcomes, counts, now)
-            done += size
+                self._store_batch(conn, principal, assessed, counts, now)
+            done += sum(len(t.ids) for t in taken)
             if progress:
                 progress(done, len(ids))
 
-    def _read_working(self, conn: Connection, ids: list[str], hidden: set[str]) -> _WorkingBatch:
-        """Read one batch: the abstracts, codes, Encounters and Patients in a few queries; the ids that have
-        nothing to group are left out with the reason."""
-        rows = {r[0]: _WorkingRow(*r) for r in _W_ROWS.all(conn, {"ids": ids})}
-        lines: dict[str, list[tuple[str, str, str, str | None, date | None]]] = {}
-        for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": list(rows)}):
-            got = lines.get(eid)
-            if got is None:
-                got = lines[eid] = []
-            got.append((kind, code, system, poa, performed))
-        encounters = self.store.read_contents(conn, "Encounter", rows)
-        subjects = {eid: _ref_id(orjson.loads(text).get("subject"), "Patient") for eid, text in encounters.items()}
-        patients = self.store.read_contents(conn, "Patient", (p for p in subjects.values() if p))
-        stays: list[_WorkingStay] = []
-        rejects: list[tuple[str, str]] = []
-        for eid in ids:
-            row = rows.get(eid)
-            if row is None or (row.patient_id is not None and row.patient_id in hidden):
-                rejects.append((eid, f"Encounter {eid[:64]!r} has no coding abstract you can see: it is not "
-                                     "discharged, not coded here, or not an encounter id; check the id."))
-                continue
-            if row.setting != CodingSetting.INPATIENT.value:
-                rejects.append((eid, f"Encounter {eid} is {row.setting}: MS-DRGs apply to inpatient stays "
-                                     "only, so it has no working MS-DRG."))
-                continue
-            enc = encounters.get(eid)
-            if enc is None:
-                rejects.append((eid, f"Encounter {eid} is no longer in the record (deleted): nothing to "
-                                     "group; re-open or remove its abstract."))
-                continue
-            pid = subjects.get(eid)
-            stays.append(_WorkingStay(eid, enc, patients.get(pid) if pid else None, tuple(lines.get(eid) or ())))
-        return _WorkingBatch(rows, stays, rejects)
-
     @staticmethod
-    def _store_batch(conn: Connection, principal: Principal, batch: _WorkingBatch,
-                     outcomes: Sequence[_Outcome | str], counts: WorkingDrgCounts, now: datetime, *,
-                     read_apart: bool = True) -> None:
-        """Store one assessed batch (outcomes in the order of ``batch.stays``) and audit it once per
-        patient. ``read_apart``: the batch was read in another transaction, so a stay whose abstract
-        changed since is left as it is now (read in this one, nothing can have changed it)."""
+    def _store_batch(conn: Connection, principal: Principal, batch: _Assessed, counts: WorkingDrgCounts,
+                     now: datetime, *, read_apart: bool = True) -> None:
+        """Store one assessed batch and audit it once per patient. ``read_apart``: the batch was read in
+        another transaction, so a stay whose abstract changed since is left as it is now (read in this
+        one, nothing can have changed it)."""
         counts.rejects += batch.rejects
-        current = (dict(_W_GUARD.all(conn, {"ids": [s.encounter_id for s in batch.stays]}))
-                   if batch.stays and read_apart else None)
+        current = dict(_W_GUARD.all(conn, {"ids": batch.ids})) if batch.ids and read_apart else None
         params: list[dict[str, Any]] = []
         touched: Counter[str | None] = Counter()
-        for stay, outcome in zip(batch.stays, outcomes, strict=True):
-            eid = stay.encounter_id
+        for eid, outcome in zip(batch.ids, batch.outcomes, strict=True):
             if isinstance(outcome, str):
                 counts.rejects.append((eid, outcome))
                 continue
