@@ -329,7 +329,8 @@ def test_a_bulk_write_that_collides_is_a_409_whatever_its_size(db, n):
     conflict (a driver error from COPY escaped that and the API answered 500); nothing is written."""
     from sqlalchemy.exc import IntegrityError
 
-    from chartkeeper.fhir.store import V, bulk_insert
+    from chartkeeper.db.bulk import bulk_insert
+    from chartkeeper.fhir.store import V
 
     with db.begin() as c:
         STORE.ingest(c, [dict(patient(), id="taken")], author="import")

@@ -43,11 +43,12 @@ from chartkeeper.completion.models import (
 )
 from chartkeeper.completion.rules import RuleSet, load_rules
 from chartkeeper.db import Database
+from chartkeeper.db.bulk import insert_rows
 from chartkeeper.db.sql import in_list
 from chartkeeper.fhir.errors import FhirError, Issue
 from chartkeeper.fhir.models import ResourceRow
 from chartkeeper.fhir.service import Change, ListenerDb, RecordService, add_write_listener
-from chartkeeper.fhir.store import FhirStore, fhir_instant, insert_rows, is_signed_document, new_id
+from chartkeeper.fhir.store import FhirStore, fhir_instant, is_signed_document, new_id
 from chartkeeper.security import audit, policy
 from chartkeeper.security.policy import Action
 from chartkeeper.security.principal import Principal

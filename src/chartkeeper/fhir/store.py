@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chartkeeper.db.bulk import bulk_insert
 from chartkeeper.db.driver import DriverStatement
 from chartkeeper.db.sql import eq_planned_for_any, in_list
 from chartkeeper.fhir import searchparams
@@ -215,63 +216,6 @@ def by_type(keys: Iterable[tuple[str, str]], size: int = 900) -> Iterator[tuple[
     for t, ids in groups.items():
         for n in range(0, len(ids), size):
             yield t, ids[n:n + size]
-
-
-def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """Insert many rows fast: COPY on PostgreSQL, one executemany on SQLite. Values must already be
-    in their database form (see ``_db_value``)."""
-    if not rows:
-        return
-    name = table.name
-    cols = ", ".join(columns)
-    if conn.dialect.name == "postgresql" and len(rows) > 20:
-        raw = conn.connection.dbapi_connection
-        schema = f'"{table.schema}".' if table.schema else ""
-        from psycopg import errors as psycopg_errors
-
-        statement = f"COPY {schema}{name} ({cols}) FROM STDIN"
-        try:
-            with raw.cursor() as cur, cur.copy(statement) as copy:  # type: ignore[union-attr]
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg_errors.IntegrityError as exc:
-            # As an INSERT through SQLAlchemy raises it, so callers' conflict handling (409) applies.
-            raise IntegrityError(statement, None, exc) from exc
-        return
-    style = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    marks = ", ".join([style] * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) VALUES ({marks})", rows)
-
-
-def insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows given as dicts of Python values (every dict with the same keys) through
-    ``bulk_insert``, each value converted as SQLAlchemy would bind it for its column."""
-    if not rows:
-        return
-    cols = list(rows[0])
-    procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in cols]
-    if not any(procs):
-        bulk_insert(conn, table, cols, [tuple(r[c] for c in cols) for r in rows])
-        return
-    pairs = [(c, _memo(p) if p else None) for c, p in zip(cols, procs, strict=True)]
-    bulk_insert(conn, table, cols, [tuple(p(r[c]) if p else r[c] for c, p in pairs) for r in rows])
-
-
-def _memo(proc: Any) -> Any:
-    """A bind processor that converts each distinct value once (a batch's rows share most of their
-    timestamps: the run's time, the same discharge)."""
-    done: dict[Any, Any] = {}
-
-    def convert(value: Any) -> Any:
-        try:
-            return done[value]
-        except KeyError:
-            out = done[value] = proc(value)
-            return out
-        except TypeError:  # unhashable
-            return proc(value)
-
-    return convert
 
 
 def _db_value(conn: Connection, column: Any, value: Any) -> Any:
