@@ -64,6 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chartkeeper.db.base import UTCDateTime, utcnow
+from chartkeeper.db.bulk import bulk_insert
 from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security.models import (
     BULK_ACTIONS,
@@ -171,10 +172,17 @@ class VerifyResult:
 # Hashing
 
 
+_last_time: tuple[object, str] = (object(), "")  # the last timestamp written, and how
+
+
 def format_time(at: datetime) -> str:
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _last_time
+    last = _last_time
+    if last[0] is at:  # a bulk job's entries share one timestamp: written once
+        return last[1]
+    text = (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _last_time = (at, text)  # one assignment: another thread sees the old pair or the new one
+    return text
 
 
 def canonical(values: Mapping[str, Any], seq: int | None = None) -> bytes:
@@ -432,13 +440,8 @@ _D_NEXT_IDS = DriverStatement(
 )
 
 
-# PostgreSQL: linked entries in one statement, one array per column (an executemany costs a server-side
-# execution per entry).
-_CHAINED = ("id", "seq", *_CONTENT, "prev_hash", "hash")
-_D_LOG_INSERT_ARRAYS_PG = DriverStatement(text(
-    f"INSERT INTO {_log_t.name} ({', '.join(_CHAINED)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:v_{k} AS {'bigint' if k in ('id', 'seq') else 'timestamptz' if k == 'at' else 'text'}[])"
-                for k in _CHAINED) + ")"), binary=[f"v_{k}" for k in _CHAINED])
+# The columns of a linked entry, in the order bulk_insert is given them.
+_CHAINED = ("id", "seq", "at", *_CONTENT[1:], "prev_hash", "hash")
 _as_utc = UTCDateTime().process_bind_param  # as the column's own type binds it: aware, in UTC
 
 
@@ -455,10 +458,9 @@ def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
         seq += 1
         values.update(id=ids[i] if ids else seq, seq=seq, prev_hash=prev)
         prev = values["hash"] = entry_hash(values)
-    if ids:
-        arrays = {f"v_{k}": [r[k] for r in rows] for k in _CHAINED}
-        arrays["v_at"] = [_as_utc(a, None) for a in arrays["v_at"]]
-        _D_LOG_INSERT_ARRAYS_PG.execute(conn, arrays)
+    if ids:  # PostgreSQL: COPY, a fraction of the cost of an INSERT from arrays
+        bulk_insert(conn, _log_t, _CHAINED, [(r["id"], r["seq"], _as_utc(r["at"], None), *(r[k] for k in _CHAINED[3:]))
+                                             for r in rows])
     else:
         _D_LOG_INSERT.execute_many(conn, rows)
     key = signing_key()
