@@ -603,11 +603,11 @@ _W_ROWS = DriverStatement(
     select(ABS.c.encounter_id, ABS.c.patient_id, ABS.c.setting, ABS.c.working_drg, ABS.c.working_at,
            ABS.c.updated_at)
     .where(in_list(ABS.c.encounter_id, "ids")))
-# When the batch is stored: each abstract's updated_at now, the rows locked until the batch commits
-# (PostgreSQL; SQLite's write transaction holds the whole database), so a coder's save waits for the
-# store and is never overwritten by a grouping of the codes as they were before it.
+# SQLite, when the batch is stored: each abstract's updated_at now (its write transaction holds the
+# whole database, so a coder's save waits for the store and is never overwritten by a grouping of the
+# codes as they were before it). PostgreSQL checks it in the UPDATE itself (below).
 _W_GUARD = DriverStatement(
-    select(ABS.c.encounter_id, ABS.c.updated_at).where(in_list(ABS.c.encounter_id, "ids")).with_for_update())
+    select(ABS.c.encounter_id, ABS.c.updated_at).where(in_list(ABS.c.encounter_id, "ids")))
 _W_CODES = DriverStatement(
     select(CODE.c.encounter_id, CODE.c.kind, CODE.c.code, CODE.c.system, CODE.c.poa, CODE.c.performed)
     .where(in_list(CODE.c.encounter_id, "ids")).order_by(CODE.c.encounter_id, CODE.c.kind, CODE.c.seq))
@@ -618,25 +618,34 @@ _W_UPDATE = DriverStatement(
         working_errors=bindparam("b_errors"), working_warnings=bindparam("b_warnings"),
         working_at=bindparam("b_at")))
 # PostgreSQL: the whole batch in one statement, one array per column (a statement per stay costs a
-# round trip and a server-side execution each).
-_W_COLUMNS = ("b_encounter", "b_drg", "b_title", "b_weight", "b_grouper", "b_errors", "b_warnings")
+# round trip and a server-side execution each). Only rows whose updated_at is still the one read are
+# written: the UPDATE locks each row and, if a coder's save committed meanwhile, checks the saved row
+# again; the rows it wrote come back.
+_W_COLUMNS = ("b_encounter", "b_drg", "b_title", "b_weight", "b_grouper", "b_errors", "b_warnings", "b_read")
 _W_UPDATE_PG = DriverStatement(sql_text(
     "UPDATE coding_abstract SET working_drg = v.drg, working_drg_title = v.title, working_weight = v.weight, "
     "working_grouper = v.grouper, working_errors = v.errors, working_warnings = v.warnings, working_at = :b_at "
     "FROM unnest(CAST(:b_encounter AS text[]), CAST(:b_drg AS text[]), CAST(:b_title AS text[]), "
     "CAST(:b_weight AS float8[]), CAST(:b_grouper AS text[]), CAST(:b_errors AS int[]), "
-    "CAST(:b_warnings AS int[])) AS v(encounter_id, drg, title, weight, grouper, errors, warnings) "
-    "WHERE coding_abstract.encounter_id = v.encounter_id"
+    "CAST(:b_warnings AS int[]), CAST(:b_read AS timestamptz[])) "
+    "AS v(encounter_id, drg, title, weight, grouper, errors, warnings, read_at) "
+    "WHERE coding_abstract.encounter_id = v.encounter_id AND coding_abstract.updated_at = v.read_at "
+    "RETURNING coding_abstract.encounter_id"
 ).bindparams(bindparam("b_at", type_=UTCDateTime())), binary=_W_COLUMNS)
 
 
-def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime) -> None:
-    """Write the working MS-DRGs of a batch: one UPDATE from arrays on PostgreSQL, one executemany of
-    the keyed UPDATE on SQLite (both on the driver)."""
+def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime, *, guard: bool) -> set[str]:
+    """Write the working MS-DRGs of a batch (``b_read``: each abstract's updated_at as read): one UPDATE
+    from arrays on PostgreSQL, one executemany of the keyed UPDATE on SQLite (both on the driver). With
+    ``guard`` (the batch was read in another transaction) a stay whose abstract changed since its read
+    is not written. Returns the encounter ids written."""
     if conn.dialect.name == "postgresql":
-        _W_UPDATE_PG.execute(conn, {"b_at": at, **{k: [p[k] for p in params] for k in _W_COLUMNS}})
-    else:
-        _W_UPDATE.execute_many(conn, [{**p, "b_at": at} for p in params])
+        return {r[0] for r in _W_UPDATE_PG.all(conn, {"b_at": at, **{k: [p[k] for p in params] for k in _W_COLUMNS}})}
+    if guard:
+        current = dict(_W_GUARD.all(conn, {"ids": [p["b_encounter"] for p in params]}))
+        params = [p for p in params if current.get(p["b_encounter"]) == p["b_read"]]
+    _W_UPDATE.execute_many(conn, [{**p, "b_at": at} for p in params])
+    return {p["b_encounter"] for p in params}
 
 
 @dataclass(frozen=True)
@@ -777,6 +786,18 @@ class _Task:
         return worker_pool.result(pool, self.future, _which(self.ids))
 
 
+def _batch_done(tasks: Sequence[tuple[int, _Task]]) -> bool:
+    """Whether the oldest batch's tasks (those of ``tasks``, oldest first, as (batch, task), in it) are
+    all done."""
+    batch = tasks[0][0]
+    for b, t in tasks:
+        if b != batch:
+            return True
+        if not t.ready():
+            return False
+    return True
+
+
 def _which(ids: Sequence[str]) -> str:
     first, last = ids[0], ids[-1]
     return f"stays {first} to {last}" if first != last else f"stay {first}"
@@ -854,16 +875,29 @@ def read_and_assess(url: str, ids: list[str], hidden: frozenset[str]) -> _Assess
     return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], assess_working(batch.stays), batch.rejects)
 
 
+@lru_cache(maxsize=65536)
+def _coded_line(kind: str, code: str, system: str, poa: str | None,
+                performed: date | None) -> CodedDiagnosis | CodedProcedure:
+    """A stored code line as the case holds it (immutable, so one instance serves every stay that has it)."""
+    typed = _typed_code(system, code)
+    if kind == _DIAGNOSIS:
+        return CodedDiagnosis(cast(ICD10CMCode, typed), poa)
+    return CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed)
+
+
+_DIAGNOSIS = CodeKind.DIAGNOSIS.value
+
+
 def _stay_case(stay: _WorkingStay) -> CodingCase:
     enc = orjson.loads(stay.encounter)
     dx: list[CodedDiagnosis] = []
     px: list[CodedProcedure] = []
-    for kind, code, system, poa, performed in stay.codes:
-        typed = _typed_code(system, code)
-        if kind == CodeKind.DIAGNOSIS.value:
-            dx.append(CodedDiagnosis(cast(ICD10CMCode, typed), poa))
+    for line in stay.codes:
+        coded = _coded_line(*line)
+        if type(coded) is CodedDiagnosis:
+            dx.append(coded)
         else:
-            px.append(CodedProcedure(cast(ICD10PCSCode | HCPCSCode, typed), performed))
+            px.append(cast(CodedProcedure, coded))
     return coding_case(stay.encounter_id, _setting_of(enc) or CodingSetting.OUTPATIENT, enc,
                        orjson.loads(stay.patient) if stay.patient is not None else None, tuple(dx), tuple(px))
 
@@ -2043,7 +2077,9 @@ class CodingService:
                 tasks.append((batch, _Task(part, worker_pool.submit(pool, read_and_assess, self.db.url, part, frozen))))
             if not tasks:
                 break
-            if not tasks[0][1].ready() and any(t.take_back(self.db, frozen) for _, t in tasks):
+            # While a whole batch is not done, take back a task no worker has started rather than store
+            # part of the batch: a store costs about as much per transaction as per stay.
+            if not _batch_done(tasks) and any(t.take_back(self.db, frozen) for _, t in tasks):
                 continue
             # the oldest task (waiting for it if a worker is still on it), and those after it in its batch
             # that are done too
@@ -2065,18 +2101,25 @@ class CodingService:
         another transaction, so a stay whose abstract changed since is left as it is now (read in this
         one, nothing can have changed it)."""
         counts.rejects += batch.rejects
-        current = dict(_W_GUARD.all(conn, {"ids": batch.ids})) if batch.ids and read_apart else None
         params: list[dict[str, Any]] = []
-        touched: Counter[str | None] = Counter()
         for eid, outcome in zip(batch.ids, batch.outcomes, strict=True):
             if isinstance(outcome, str):
                 counts.rejects.append((eid, outcome))
                 continue
-            row = batch.rows[eid]
-            if current is not None and current.get(eid) != row.updated_at:
+            drg, title, weight, grouper, errors, warnings, _ = outcome
+            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title, "b_weight": weight,
+                           "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings,
+                           "b_read": batch.rows[eid].updated_at})
+        stored = _store_working(conn, params, now, guard=read_apart) if params else set()
+        touched: Counter[str | None] = Counter()
+        for eid, outcome in zip(batch.ids, batch.outcomes, strict=True):
+            if isinstance(outcome, str):
+                continue
+            if eid not in stored:
                 counts.recoded.append(eid)
                 continue
-            drg, title, weight, grouper, errors, warnings, grouped = outcome
+            row = batch.rows[eid]
+            drg, _, _, _, errors, _, grouped = outcome
             counts.stays += 1
             if grouped:
                 counts.grouped += 1
@@ -2086,11 +2129,8 @@ class CodingService:
                 counts.with_errors += 1
             if row.working_at is None or row.working_drg != drg:
                 counts.changed += 1
-            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title, "b_weight": weight,
-                           "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings})
             touched[row.patient_id] += 1
-        if params:
-            _store_working(conn, params, now)
+        if touched:
             # Linked into the audit chain now (the batch's last write; it commits at once), not left for
             # the sealer to read back and rewrite.
             audit.record_many(conn, principal, "coding.working-drg", "success", [
