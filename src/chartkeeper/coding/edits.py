@@ -669,6 +669,8 @@ def poa_edits(case: CodingCase) -> list[Edit]:
         return []
     out: list[Edit] = []
     for d in case.diagnoses:
+        if d.poa in POA_VALUES:
+            continue
         c = _dot(str(d.code))
         if d.poa is None or not d.poa.strip():
             out.append(Edit("poa.missing", ERROR, (str(d.code),),

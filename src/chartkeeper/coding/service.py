@@ -698,11 +698,11 @@ class _WorkingRow(NamedTuple):
 
 
 class _WorkingStay(NamedTuple):
-    """What assessing a stay needs, as read (plain values, so a worker process gets it cheaply): the
-    Encounter and Patient resources as stored JSON, and the stay's code rows in order."""
+    """What assessing a stay needs, as read: the Encounter resource (parsed: its subject was looked up),
+    the Patient resource as stored JSON, and the stay's code rows in order."""
 
     encounter_id: str
-    encounter: str | bytes
+    encounter: dict[str, Any]
     patient: str | bytes | None
     codes: tuple[tuple[str, str, str, str | None, date | None], ...]  # (kind, code, system, poa, performed)
 
@@ -832,8 +832,8 @@ def read_working(conn: Connection, ids: list[str], hidden: Collection[str]) -> _
         if got is None:
             got = lines[eid] = []
         got.append((kind, code, system, poa, performed))
-    encounters = _STORE.read_contents(conn, "Encounter", rows)
-    subjects = {eid: _ref_id(orjson.loads(text).get("subject"), "Patient") for eid, text in encounters.items()}
+    encounters = {eid: orjson.loads(text) for eid, text in _STORE.read_contents(conn, "Encounter", rows).items()}
+    subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
     patients = _STORE.read_contents(conn, "Patient", (p for p in subjects.values() if p))
     stays: list[_WorkingStay] = []
     rejects: list[tuple[str, str]] = []
@@ -889,7 +889,7 @@ _DIAGNOSIS = CodeKind.DIAGNOSIS.value
 
 
 def _stay_case(stay: _WorkingStay) -> CodingCase:
-    enc = orjson.loads(stay.encounter)
+    enc = stay.encounter
     dx: list[CodedDiagnosis] = []
     px: list[CodedProcedure] = []
     for line in stay.codes:
