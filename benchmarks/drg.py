@@ -8,18 +8,18 @@ least half of msdrg's own speed, for the engine and for the batch path end to en
     and ``assess(case)`` (the same two results in one pass: one claim, one code editor run), per CodingCase;
     ``assess_many`` (the same answers for a list of stays, in phases of 100: what the batch path runs);
   * end to end, batch: ``CodingService.working_drgs`` on --end-to-end stays in a fresh SQLite database and a
-    fresh PostgreSQL schema: read the abstracts, codes, encounters and patients in bulk, edit, group, store
-    the working MS-DRG and edit counts on every abstract, audited per patient (on PostgreSQL the audit
-    entries' sealing into the hash chain, which runs when each batch's connection goes back to the pool,
-    is inside the timing). Twice: in one process (``workers=0``), and as ``chartkeeper code regroup`` runs
-    it, with --workers worker processes (default: one per processor but one) editing and grouping while
-    the calling process reads and stores. The worker pool is started, warm, before each timed pass (the
-    CLI starts it before its work too): forked just after the caches about stays and code pairs are
-    emptied, so the workers know what the calling process knows about single codes and nothing from an
-    earlier pass. --runs passes over the same database (the first
+    fresh PostgreSQL schema (planner statistics refreshed after the load, as ``chartkeeper import`` does):
+    read the abstracts, codes, encounters and patients in bulk, edit, group, store the working MS-DRG and
+    edit counts on every abstract, audited per patient (the entries linked into the hash chain as they are
+    written, inside the timing). Twice: in one process (``workers=0``), and as ``chartkeeper code regroup``
+    runs it, with --workers worker processes (default: one per processor but one) reading, editing and
+    grouping while the calling process stores (and takes work back when it has none). The worker pool is
+    started, warm, before each timed pass (the CLI starts it before its work too): forked just after the
+    caches about stays and code pairs are emptied, so the workers know what the calling process knows
+    about single codes and nothing from an earlier pass. --runs passes over the same database (the first
     finds no working MS-DRG, the others regroup: the same reads, edits, grouping, writes and audit
-    entries), each just after a pass of msdrg alone over the same stays' claims in one process (as the
-    engine rows measure it); medians of both;
+    entries), each just after a pass of msdrg alone over the same stays' claims in one process, with no
+    worker process alive (as the engine rows measure it); medians of both;
   * end to end, one stay, interactive: ``CodingService.finalize`` (read the codes and encounter, edit, group,
     write a new Encounter version and a Claim, audited) on --finalize stays, one transaction each.
 
@@ -279,7 +279,7 @@ def main() -> None:
                 end_to_end_finalize(cases[:a.finalize], backend), alone)
     print(f"end to end: {a.end_to_end} stays (batch: median of {a.runs} passes on one database, each beside a pass of "
           f"msdrg alone on the same claims, in one process and with {a.workers} worker processes started warm before "
-          f"each timed pass, the caller reading and storing meanwhile; msdrg alone is always one process), {a.finalize} "
+          f"each timed pass, reading and assessing while the caller stores; msdrg alone is always one process), {a.finalize} "
           f"stays (finalize: one process, one run on a fresh database, msdrg alone measured on the same stays' "
           f"claims just before); {len(os.sched_getaffinity(0))} processors")
     print(f"{'pipeline':62} {'stays/s':>10} {'msdrg alone':>12} {'vs msdrg alone':>15}")
