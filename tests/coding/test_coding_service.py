@@ -848,6 +848,21 @@ def test_a_stay_that_cannot_be_assessed_fails_the_run_with_a_sentence_in_a_worke
     assert set(ids[:7]) <= stored and ids[12] not in stored and not stored & set(ids[14:])  # the batch before is kept
 
 
+def test_a_runs_tasks_cover_its_stays_in_order_within_batches_and_end_in_quarter_tasks():
+    from chartkeeper.coding import service
+
+    ids = [f"e{i:04d}" for i in range(1234)]
+    tasks = list(service.working_tasks(ids))
+    assert [e for _, part in tasks for e in part] == ids
+    batch_of = {e: i // service.WORKING_BATCH for i, e in enumerate(ids)}
+    assert all({batch_of[e] for e in part} == {b} for b, part in tasks)  # no task spans two batches
+    sizes = [len(part) for _, part in tasks]
+    tail = service.WORKING_TAIL * service.WORKING_TASK
+    assert max(sizes) == service.WORKING_TASK and sum(sizes[-8:]) <= tail
+    assert max(sizes[-4:]) == service.WORKING_TASK // 4  # the run ends in quarter tasks
+    assert list(service.working_tasks([])) == [] and list(service.working_tasks(["one"])) == [(0, ["one"])]
+
+
 def test_small_runs_stay_in_the_calling_process(svc, db, people, put, hospital):
     from chartkeeper.coding import service, workers
 

@@ -828,3 +828,14 @@ def test_canonical_bytes_match_for_control_characters_and_every_plane(text) -> N
             audit.canonical(fields)
         return
     assert audit.canonical(fields) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.none() | st.just(UTC) | st.timezones()), min_size=1, max_size=6))
+def test_timestamps_are_written_in_utc_whichever_came_before(times) -> None:
+    """format_time remembers the last timestamp it wrote (a bulk job's entries share one); whatever came
+    before, each is written as its instant in UTC, and a naive one as UTC."""
+    for at in [*times, *reversed(times), times[0]]:
+        utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        assert audit.format_time(at) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert audit.format_time(at) == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # the remembered one
