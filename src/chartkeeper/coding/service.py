@@ -2075,13 +2075,14 @@ class CodingService:
 
     def _working_pooled(self, pool: Any, principal: Principal, ids: list[str], hidden: set[str],
                         counts: WorkingDrgCounts, now: datetime, progress: Callable[[int, int], None] | None) -> None:
-        """A pipeline: the workers read and assess the stays (tasks of ``WORKING_TASK`` stays of a batch,
-        each read in a transaction of its own worker), up to ``WORKING_AHEAD`` batches ahead, while this
-        process stores them in order, each batch in one write transaction (guarded against stays changed
-        since their read) or, when only its first tasks are done, in as many as it takes to store each
-        task as soon as it can. When the oldest task is not done, this process takes back the oldest task
-        no worker has started and reads and assesses it itself, so no processor idles whatever the split
-        of the work."""
+        """A pipeline: the workers read and assess the stays (the tasks of :func:`working_tasks`, each read
+        in a transaction of its own worker), up to ``WORKING_AHEAD`` batches ahead, while this process
+        stores them in order (write transactions guarded against stays changed since their read). While
+        the oldest batch is not all done and a task no worker has started is left, this process takes
+        the oldest such task back and reads and assesses it itself, so no processor idles whatever the
+        split of the work; otherwise it stores the oldest task (waiting for it if need be) with those
+        after it in its batch that are done: a whole batch per transaction while there is other work,
+        and at the end of the run each task as soon as it is done."""
         from collections import deque
 
         from chartkeeper.coding import workers as worker_pool

@@ -1,8 +1,8 @@
 """Worker processes for the coding engines in bulk: ``CodingService.working_drgs`` (``chartkeeper code
 regroup``) edits and groups thousands of stays; these processes read and assess them (each on a
 database connection of its own, opened by its first task and kept for the next run on the same
-database) while the calling process stores what they hand back (one process alone spends about
-three quarters of its time reading and assessing, so a second core nearly doubles the rate).
+database) while the calling process stores what they hand back (one process alone spends three
+quarters or more of its time reading and assessing, so a second core nearly doubles the rate).
 
 One pool per process, created on first use (:func:`start`) and reused by every later run; a run asking
 for another size replaces it. On Linux the workers are forked from the caller, so each starts with the
