@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+COPY_MIN_ROWS = 21  # fewer rows go in with an INSERT: a COPY's set-up costs more than it saves on them
+
 
 def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
     """Insert many rows fast: COPY on PostgreSQL, one executemany on SQLite. Values must already be
@@ -18,7 +20,7 @@ def bulk_insert(conn: Connection, table: Any, columns: Sequence[str], rows: list
         return
     name = table.name
     cols = ", ".join(columns)
-    if conn.dialect.name == "postgresql" and len(rows) > 20:
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         raw = conn.connection.dbapi_connection
         schema = f'"{table.schema}".' if table.schema else ""
         from psycopg import errors as psycopg_errors

@@ -64,7 +64,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chartkeeper.db.base import UTCDateTime, utcnow
-from chartkeeper.db.bulk import bulk_insert
+from chartkeeper.db.bulk import COPY_MIN_ROWS, bulk_insert
 from chartkeeper.db.driver import DriverStatement
 from chartkeeper.security.models import (
     BULK_ACTIONS,
@@ -458,10 +458,10 @@ def _append_chained(conn: Connection, rows: list[dict[str, Any]]) -> None:
         seq += 1
         values.update(id=ids[i] if ids else seq, seq=seq, prev_hash=prev)
         prev = values["hash"] = entry_hash(values)
-    if ids:  # PostgreSQL: COPY, a fraction of the cost of an INSERT from arrays
+    if ids and len(rows) >= COPY_MIN_ROWS:  # PostgreSQL, a bulk job's entries: COPY, a fraction of the cost
         bulk_insert(conn, _log_t, _CHAINED, [(r["id"], r["seq"], _as_utc(r["at"], None), *(r[k] for k in _CHAINED[3:]))
                                              for r in rows])
-    else:
+    else:  # the few entries of a group commit of audited reads: one executemany on the driver
         _D_LOG_INSERT.execute_many(conn, rows)
     key = signing_key()
     _D_HEAD_SET.execute(conn, {"h_seq": seq, "h_hash": prev, "h_mac": _mac(key, seq, prev) if key else ""})
