@@ -530,12 +530,26 @@ def test_working_drg_shows_in_the_queue_for_stays_not_yet_final(svc, people, hos
     assert everyone.changed == 1  # the restricted stay's is new; Ann's did not change
 
 
-def test_regroup_after_codes_change_keeps_good_stays_and_says_why_others_are_left_out(svc, people, hospital):
+def test_regroup_after_codes_change_keeps_good_stays_and_says_why_others_are_left_out(svc, people, hospital,
+                                                                                     monkeypatch):
+    from chartkeeper.coding import service
+
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
     svc.working_drgs(people.coder)
     before = svc.drg(people.coder, "stay-ann")
     svc.save_codes(people.coder, "stay-ann", [*PNEUMONIA, DiagnosisInput("J96.01", "Y")], [])  # an MCC
+    asked_for: list[str] = []
+    read_contents = service._STORE.read_contents
+
+    def spy(conn, rtype, ids):
+        ids = list(ids)
+        asked_for.extend(ids)
+        return read_contents(conn, rtype, ids)
+
+    monkeypatch.setattr(service._STORE, "read_contents", spy)
     counts = svc.working_drgs(people.coder, ["stay-ann", "visit-bob", "no-such-stay", "stay-vip"])
+    # the restricted patient's stay and the outpatient visit are left out before anything of theirs is read
+    assert "stay-vip" not in asked_for and "visit-bob" not in asked_for and "stay-ann" in asked_for
     assert counts.stays == 1 and counts.changed == 1
     why = dict(counts.rejects)
     assert list(why) == ["visit-bob", "no-such-stay", "stay-vip"]
@@ -789,6 +803,14 @@ def test_a_stay_recoded_between_the_read_and_the_store_keeps_the_coders_codes_un
     monkeypatch.setattr(service, "_merged", coder_saves_meanwhile)
     counts = svc.working_drgs(people.coder, ids, workers=1)
     assert saved == [target]
+    from chartkeeper.security.models import AuditRow
+
+    t, a = AuditRow.__table__, AbstractRow.__table__
+    with db.begin() as conn:  # the stay was read for the run, so its patient's access is audited all the same
+        patient = conn.execute(select(a.c.patient_id).where(a.c.encounter_id == target)).scalar_one()
+        details = [r[0] for r in conn.execute(select(t.c.detail).where(
+            t.c.action == "coding.working-drg", t.c.patient_id == patient))]
+    assert "working MS-DRG: 1 stay read and not stored" in details
     assert counts.recoded == [target] and counts.stays == 29 and counts.rejects == []
     assert target not in _stored_working(db)  # not overwritten with a grouping of the codes as they were
     nxt = svc.working_drgs(people.coder, [target], workers=1)

@@ -636,6 +636,14 @@ _W_UPDATE_PG = DriverStatement(sql_text(
 ).bindparams(bindparam("b_at", type_=UTCDateTime())), binary=_W_COLUMNS)
 
 
+def _working_detail(grouped: int, unstored: int) -> str:
+    """The audit detail of a patient's stays in a working-MS-DRG batch."""
+    parts = [f"{grouped} stay{'s' if grouped != 1 else ''} grouped"] if grouped else []
+    if unstored:
+        parts.append(f"{unstored} stay{'s' if unstored != 1 else ''} read and not stored")
+    return "working MS-DRG: " + ", ".join(parts)
+
+
 def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime, *, guard: bool) -> set[str]:
     """Write the working MS-DRGs of a batch (``b_read``: each abstract's updated_at as read): one UPDATE
     from arrays on PostgreSQL, one executemany of the keyed UPDATE on SQLite (both on the driver). With
@@ -846,13 +854,16 @@ def read_working(conn: Connection, ids: list[str], hidden: Collection[str]) -> _
     Encounters and Patients in a few queries; the ids that have nothing to group are left out with the
     reason."""
     rows = {r[0]: _WorkingRow(*r) for r in _W_ROWS.all(conn, {"ids": ids})}
+    # Codes and resources only of the stays the run may group: none of a patient hidden from the caller.
+    wanted = [eid for eid, row in rows.items() if row.setting == CodingSetting.INPATIENT.value
+              and (row.patient_id is None or row.patient_id not in hidden)]
     lines: dict[str, list[tuple[str, str, str, str | None, date | None]]] = {}
-    for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": list(rows)}):
+    for eid, kind, code, system, poa, performed in _W_CODES.all(conn, {"ids": wanted}):
         got = lines.get(eid)
         if got is None:
             got = lines[eid] = []
         got.append((kind, code, system, poa, performed))
-    encounters = {eid: orjson.loads(text) for eid, text in _STORE.read_contents(conn, "Encounter", rows).items()}
+    encounters = {eid: orjson.loads(text) for eid, text in _STORE.read_contents(conn, "Encounter", wanted).items()}
     subjects = {eid: _ref_id(enc.get("subject"), "Patient") for eid, enc in encounters.items()}
     patients = _STORE.read_contents(conn, "Patient", (p for p in subjects.values() if p))
     stays: list[_WorkingStay] = []
@@ -2133,11 +2144,12 @@ class CodingService:
                            "b_read": batch.rows[eid].updated_at})
         stored = _store_working(conn, params, now, guard=read_apart) if params else set()
         touched: Counter[str | None] = Counter()
+        unstored: Counter[str | None] = Counter()  # read and assessed, but not stored: audited too
         for eid, outcome in zip(batch.ids, batch.outcomes, strict=True):
-            if isinstance(outcome, str):
-                continue
-            if eid not in stored:
-                counts.recoded.append(eid)
+            if isinstance(outcome, str) or eid not in stored:
+                unstored[batch.rows[eid].patient_id] += 1
+                if not isinstance(outcome, str):
+                    counts.recoded.append(eid)
                 continue
             row = batch.rows[eid]
             drg, _, _, _, errors, _, grouped = outcome
@@ -2151,13 +2163,12 @@ class CodingService:
             if row.working_at is None or row.working_drg != drg:
                 counts.changed += 1
             touched[row.patient_id] += 1
-        if touched:
+        if touched or unstored:
             # Linked into the audit chain now (the batch's last write; it commits at once), not left for
             # the sealer to read back and rewrite.
             audit.record_many(conn, principal, "coding.working-drg", "success", [
-                {"resource_type": ABSTRACT, "patient_id": pid,
-                 "detail": f"working MS-DRG: {n} stay{'s' if n != 1 else ''} grouped"}
-                for pid, n in touched.items()], link=True)
+                {"resource_type": ABSTRACT, "patient_id": pid, "detail": _working_detail(touched[pid], unstored[pid])}
+                for pid in dict.fromkeys([*touched, *unstored])], link=True)
 
 
 # ================================================================================================
