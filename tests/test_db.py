@@ -95,6 +95,34 @@ def test_list_parameters_go_in_the_binary_format_on_postgresql_and_keep_every_va
         md.drop_all(db.engine)
 
 
+def test_a_fork_waits_while_the_background_checkpoint_is_inside_sqlite():
+    """A process forked while the checkpoint thread held one of SQLite's process-wide mutexes would keep
+    it locked forever (the coding engines' workers open connections of their own): a fork waits for the
+    checkpoint thread to leave SQLite."""
+    import os
+    import threading
+    import time
+
+    from chartkeeper.db import engine
+
+    forked = threading.Event()
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked.set()
+        os.waitpid(pid, 0)
+
+    with engine._BACKGROUND_SQLITE:  # as the checkpoint thread holds it around its work
+        t = threading.Thread(target=fork)
+        t.start()
+        time.sleep(0.3)
+        assert not forked.is_set()
+    t.join(10)
+    assert forked.is_set()
+
+
 def test_sqlite_checkpointer_runs_beside_writes_and_stops_with_dispose(tmp_path):
     from chartkeeper.db import Database
 

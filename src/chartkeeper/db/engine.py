@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -89,6 +90,27 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+# The background checkpoint thread is inside SQLite's C code while it holds this; a fork waits for it
+# (os.register_at_fork below). A fork copies only the forking thread, so one taken while that thread held
+# one of SQLite's process-wide mutexes (its Unix VFS lock, taken to open and lock files) would leave the
+# child with that mutex locked forever: the coding engines' worker processes open their own connections
+# and hung on their first task (seen twice in the test suite).
+_BACKGROUND_SQLITE = threading.Lock()
+
+
+def _fork_waits_for_background_sqlite() -> None:
+    _BACKGROUND_SQLITE.acquire()
+
+
+def _after_fork() -> None:
+    _BACKGROUND_SQLITE.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_fork_waits_for_background_sqlite, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)
+
+
 class _Checkpointer:
     """Runs PRAGMA wal_checkpoint(PASSIVE) off the request path (see CHECKPOINT_INTERVAL).
 
@@ -120,11 +142,12 @@ class _Checkpointer:
             if engine is None:
                 return
             try:
-                raw = engine.raw_connection()
-                try:
-                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-                finally:
-                    raw.close()
+                with _BACKGROUND_SQLITE:
+                    raw = engine.raw_connection()
+                    try:
+                        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                    finally:
+                        raw.close()
             except Exception:  # noqa: BLE001 - the backstop checkpoint still runs; try again later
                 log.warning("sqlite: background checkpoint failed", exc_info=True)
             del engine
