@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sec_helpers import PASSWORD, SYSTEM
 from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import DBAPIError
 
 from chartkeeper.db import Database
 from chartkeeper.db.base import utcnow
@@ -762,6 +764,66 @@ def test_a_read_that_fails_fails_alone_and_writes_no_entry(db: Database) -> None
     with db.read() as conn:
         assert sorted(e.resource_id or "" for e in audit.query(conn, action="read")) == ["r0", "r2", "r4"]
     assert _verify(db).ok
+
+
+def test_a_read_whose_sql_fails_fails_alone_and_the_reads_around_it_keep_their_entries(db: Database,
+                                                                                       monkeypatch: Any) -> None:
+    """A batch's reads share one transaction. On PostgreSQL a failed statement aborts it: the reads
+    queued after a read whose SQL failed, and the entries of those before it, must not fail with it."""
+    queue_of = audit._shared
+    appended: list[list[str | None]] = []
+    real_append = audit._append_chained
+
+    def recording_append(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        appended.append([r["resource_id"] for r in rows])
+        real_append(conn, rows)
+
+    monkeypatch.setattr(audit, "_append_chained", recording_append)
+
+    def bad_sql(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
+        conn.execute(text("select * from no_such_table_here"))
+        raise AssertionError("not reached")
+
+    def queued(n: int) -> None:  # until n reads wait behind the leader's
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(queue_of[db].queue) < n:
+            time.sleep(0.002)
+
+    entered, release = threading.Event(), threading.Event()
+
+    def leader(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
+        conn.execute(text("select 1")).scalar_one()
+        entered.set()
+        release.wait(10)  # the other reads queue meanwhile and join this batch, in order
+        return "r0", [audit.entry(DOC, "read", "success", resource_type="Observation", resource_id="r0",
+                                  patient_id="p")]
+
+    works: list[audit.ReadWork[str]] = [leader, _read_work("p", "r1"), bad_sql, _read_work("p", "r3"),
+                                        _read_work("p", "r4")]
+    results: dict[int, Any] = {}
+
+    def call(k: int) -> None:
+        try:
+            results[k] = audit.audited_read(db, works[k])
+        except Exception as exc:  # noqa: BLE001 - each caller's outcome is checked below
+            results[k] = exc
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(works))]
+    threads[0].start()
+    assert entered.wait(10)
+    for k in range(1, len(works)):
+        threads[k].start()
+        queued(k)
+    release.set()
+    for t in threads:
+        t.join()
+    assert isinstance(results[2], DBAPIError) and "no_such_table_here" in str(results[2])
+    assert {k: v for k, v in results.items() if k != 2} == {0: "r0", 1: "r1", 3: "r3", 4: "r4"}
+    assert appended == [["r0", "r1", "r3", "r4"]]  # one batch: the reads after the failed one were in it
+    with db.read() as conn:
+        assert sorted(e.resource_id or "" for e in audit.query(conn, action="read")) == ["r0", "r1", "r3", "r4"]
+    assert _verify(db).ok
+    assert audit.audited_read(db, _read_work("p", "r-after")) == "r-after"
 
 
 def test_a_denied_read_keeps_its_denial_entry(db: Database) -> None:

@@ -797,34 +797,62 @@ class _SharedReads:
         db = self.db()
         if db is None:  # pragma: no cover - callers hold the database
             raise AuditWriteError("The audit entry could not be written (the database is gone).")
-        with db.begin() as conn:
-            raw = conn.connection.dbapi_connection
-            changes = getattr(raw, "total_changes", None)  # sqlite3: rows written so far
-            rows: list[dict[str, Any]] = []
-            # Reads that queue while these run join the batch (up to SHARED_BATCH of them).
-            while len(batch) < SHARED_BATCH:
-                with self.mutex:
-                    more, self.queue = self.queue[: SHARED_BATCH - len(batch)], self.queue[SHARED_BATCH - len(batch) :]
-                if not more:
-                    break
-                batch.extend(more)
-                for t in more:
-                    try:
-                        t.value, t.rows = t.work(conn)
-                    except Exception as exc:  # noqa: BLE001 - this read fails alone
-                        t.error = exc
-                    if changes is not None and getattr(raw, "total_changes", None) != changes:
-                        raise RuntimeError("an audited read wrote to the database; it must only read")
-                    if t.error is None:
-                        rows.extend(t.rows)
-            if rows:
-                _check_writable(conn)
-                _append_chained(conn, rows)
-            if conn.dialect.name != "sqlite":
-                # PostgreSQL: the next batch may read while this one waits for its commit (WAL
-                # flush); its entries wait for this chain-head lock, so the chain order holds.
-                # (On SQLite the next batch would only wait for the write lock.)
-                hand_on()
+        rows: list[dict[str, Any]] = []
+        ran = 0  # the reads of ``batch`` run so far
+        while True:
+            try:
+                with db.begin() as conn:
+                    raw = conn.connection.dbapi_connection
+                    changes = getattr(raw, "total_changes", None)  # sqlite3: rows written so far
+                    # Reads that queue while these run join the batch (up to SHARED_BATCH of them).
+                    while True:
+                        if ran == len(batch):
+                            if len(batch) >= SHARED_BATCH:
+                                break
+                            with self.mutex:
+                                more, self.queue = (self.queue[: SHARED_BATCH - len(batch)],
+                                                    self.queue[SHARED_BATCH - len(batch) :])
+                            if not more:
+                                break
+                            batch.extend(more)
+                        t = batch[ran]
+                        ran += 1
+                        try:
+                            t.value, t.rows = t.work(conn)
+                        except Exception as exc:  # noqa: BLE001 - this read fails alone
+                            t.error = exc
+                        if changes is not None and getattr(raw, "total_changes", None) != changes:
+                            raise RuntimeError("an audited read wrote to the database; it must only read")
+                        if t.error is None:
+                            rows.extend(t.rows)
+                        elif _aborted(raw):
+                            raise _Aborted
+                    if rows:
+                        _check_writable(conn)
+                        _append_chained(conn, rows)
+                    if conn.dialect.name != "sqlite":
+                        # PostgreSQL: the next batch may read while this one waits for its commit (WAL
+                        # flush); its entries wait for this chain-head lock, so the chain order holds.
+                        # (On SQLite the next batch would only wait for the write lock.)
+                        hand_on()
+                return
+            except _Aborted:
+                # PostgreSQL: a read's failed statement aborted the transaction, which can run nothing
+                # more; it wrote nothing (the reads only read), so it is rolled back and the batch goes
+                # on in a new one: the reads before keep their values, their entries are written with
+                # the rest, and the failed read fails alone as on SQLite.
+                continue
+
+
+class _Aborted(Exception):
+    """The shared transaction can run nothing more (see _SharedReads._run)."""
+
+
+def _aborted(raw: Any) -> bool:
+    """Whether this DB-API connection's transaction refuses every further statement (PostgreSQL after a
+    failed statement; an SQLite transaction goes on)."""
+    status = getattr(getattr(raw, "info", None), "transaction_status", None)
+    return getattr(status, "name", "") == "INERROR"
 
 
 _shared: weakref.WeakKeyDictionary[Any, _SharedReads] = weakref.WeakKeyDictionary()
