@@ -789,6 +789,14 @@ def test_a_read_whose_sql_fails_fails_alone_and_the_reads_around_it_keep_their_e
         while time.monotonic() < deadline and len(queue_of[db].queue) < n:
             time.sleep(0.002)
 
+    def caught_bad_sql(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
+        try:  # a read that handles its own failed statement (its transaction is aborted all the same)
+            conn.execute(text("select * from no_such_table_here"))
+        except DBAPIError:
+            pass
+        return "r4", [audit.entry(DOC, "read", "success", resource_type="Observation", resource_id="r4",
+                                  patient_id="p")]
+
     entered, release = threading.Event(), threading.Event()
 
     def leader(conn: Connection) -> tuple[str, list[dict[str, Any]]]:
@@ -799,7 +807,7 @@ def test_a_read_whose_sql_fails_fails_alone_and_the_reads_around_it_keep_their_e
                                   patient_id="p")]
 
     works: list[audit.ReadWork[str]] = [leader, _read_work("p", "r1"), bad_sql, _read_work("p", "r3"),
-                                        _read_work("p", "r4")]
+                                        caught_bad_sql, _read_work("p", "r5")]
     results: dict[int, Any] = {}
 
     def call(k: int) -> None:
@@ -818,10 +826,10 @@ def test_a_read_whose_sql_fails_fails_alone_and_the_reads_around_it_keep_their_e
     for t in threads:
         t.join()
     assert isinstance(results[2], DBAPIError) and "no_such_table_here" in str(results[2])
-    assert {k: v for k, v in results.items() if k != 2} == {0: "r0", 1: "r1", 3: "r3", 4: "r4"}
-    assert appended == [["r0", "r1", "r3", "r4"]]  # one batch: the reads after the failed one were in it
+    assert {k: v for k, v in results.items() if k != 2} == {0: "r0", 1: "r1", 3: "r3", 4: "r4", 5: "r5"}
+    assert appended == [["r0", "r1", "r3", "r4", "r5"]]  # one batch: the reads after the failed ones were in it
     with db.read() as conn:
-        assert sorted(e.resource_id or "" for e in audit.query(conn, action="read")) == ["r0", "r1", "r3", "r4"]
+        assert sorted(e.resource_id or "" for e in audit.query(conn, action="read")) == ["r0", "r1", "r3", "r4", "r5"]
     assert _verify(db).ok
     assert audit.audited_read(db, _read_work("p", "r-after")) == "r-after"
 

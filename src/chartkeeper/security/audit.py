@@ -825,7 +825,7 @@ class _SharedReads:
                             raise RuntimeError("an audited read wrote to the database; it must only read")
                         if t.error is None:
                             rows.extend(t.rows)
-                        elif _aborted(raw):
+                        if _aborted(raw):  # the read failed a statement (even one it then caught)
                             raise _Aborted
                     if rows:
                         _check_writable(conn)
