@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from coding_helpers import NOW, SYSTEM, audit_actions, encounter
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, true, update
 
 from chartkeeper.coding.case import Evidence, Suggestion
 from chartkeeper.coding.codes import HCPCSCode, ICD10CMCode, ICD10PCSCode
@@ -510,6 +510,43 @@ def test_drg_is_stored_for_inpatients_and_what_if_changes_nothing(svc, people, h
 # Working MS-DRGs: open stays grouped in bulk with their codes as they are
 
 
+def test_saving_codes_shows_their_working_drg_in_the_queue_at_once(svc, people, hospital):
+    """A coder saves codes, or accepts a suggestion: the queue's Working DRG is what the codes group to
+    now, with no regroup run, and the same as the coder's own screen."""
+    def working(eid):
+        return next(r for r in svc.queue(people.coder).rows if r.encounter_id == eid).working
+
+    def screen(eid):
+        drg, edits = svc.drg(people.coder, eid), svc.edits(people.coder, eid)
+        errors = sum(1 for e in edits if e.severity == "error")
+        return f"{drg.drg:03d}", drg.drg_title, drg.grouper_version, errors, len(edits) - errors
+
+    assert working("stay-ann") is None  # nothing coded yet
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    first = working("stay-ann")
+    assert first is not None and (first.drg, first.title, first.grouper, first.errors, first.warnings) == screen("stay-ann")
+    # an MCC added: the working MS-DRG moves with it
+    svc.save_codes(people.coder, "stay-ann", [*PNEUMONIA, DiagnosisInput("J96.01", "Y")], [])
+    second = working("stay-ann")
+    assert second is not None and second.drg != first.drg and svc.drg(people.coder, "stay-ann").drg_severity == "MCC"
+    assert (second.drg, second.title, second.grouper, second.errors, second.warnings) == screen("stay-ann")
+    # back to the pneumonia alone, then a suggestion accepted puts the MCC back
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    assert working("stay-ann").drg == first.drg
+    svc.store_suggestions(people.coder, "stay-ann", [_suggestion("J96.01")])
+    svc.decide(people.coder, "stay-ann", [DecisionInput("J96.01", Decision.ACCEPTED, poa="Y")])
+    assert working("stay-ann").drg == second.drg
+    # codes removed: no MS-DRG for no codes, and the error edit that says so is counted
+    svc.save_codes(people.coder, "stay-ann", [], [])
+    gone = working("stay-ann")
+    assert gone is not None and gone.drg is None and gone.errors == 1
+    # outpatient and emergency visits have no MS-DRG; a regroup run then finds nothing to change
+    svc.save_codes(people.coder, "visit-bob", [DiagnosisInput("J06.9")], [])
+    assert working("visit-bob") is None
+    svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    assert svc.working_drgs(people.coder, ["stay-ann"]).changed == 0
+
+
 def test_working_drg_shows_in_the_queue_for_stays_not_yet_final(svc, people, hospital):
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
     # An HIM technician (CDI, HIM) regroups the open stays she may see: the restricted patient's is left out.
@@ -535,9 +572,11 @@ def test_regroup_after_codes_change_keeps_good_stays_and_says_why_others_are_lef
     from chartkeeper.coding import service
 
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    _no_working_drg(svc.db)  # codes from before the last grouper update, say
     svc.working_drgs(people.coder)
     before = svc.drg(people.coder, "stay-ann")
     svc.save_codes(people.coder, "stay-ann", [*PNEUMONIA, DiagnosisInput("J96.01", "Y")], [])  # an MCC
+    _no_working_drg(svc.db)
     asked_for: list[str] = []
     read_contents = service._STORE.read_contents
 
@@ -627,6 +666,7 @@ def test_working_drgs_pauses_the_cyclic_collector_and_leaves_it_as_it_was(svc, p
 
 def test_only_coders_and_him_regroup_and_each_patient_is_audited(svc, db, people, hospital):
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    _no_working_drg(db)
     for who in (people.registrar, people.dr_a):
         with pytest.raises(FhirError) as err:
             svc.working_drgs(who)
@@ -654,6 +694,7 @@ def test_regroup_command_prints_counts_and_rejects(svc, db, people, hospital, mo
     from chartkeeper.coding.cli import code_app
 
     svc.save_codes(people.coder, "stay-ann", PNEUMONIA, [])
+    _no_working_drg(db)
     monkeypatch.setenv("CHARTKEEPER_DATABASE_URL", db.url)
     res = CliRunner().invoke(code_app, ["regroup", "--json"])
     assert res.exit_code == 0, res.output
@@ -704,8 +745,19 @@ def test_hcpcs_codes_are_not_verified_until_a_file_is_loaded_then_checked_agains
 # Working MS-DRGs in worker processes (chartkeeper.coding.workers): the same answers, pipelined
 
 
+def _no_working_drg(db, ids: list[str] | None = None) -> None:
+    """Stays as codes loaded by an import, or regrouped before a grouper update, leave them: no working
+    MS-DRG yet (saving codes in the workbench works one out at once; these tests are of the batch)."""
+    t = AbstractRow.__table__
+    with db.begin() as conn:
+        conn.execute(update(t).where(t.c.encounter_id.in_(ids) if ids is not None else true()).values(
+            working_drg=None, working_drg_title="", working_weight=None, working_grouper="", working_errors=None,
+            working_warnings=None, working_at=None))
+
+
 def _sample_stays(svc, people, put, n: int, seed: int = 6) -> list[str]:
-    """``n`` discharged inpatient stays with a mix of codes (CCs, MCCs, procedures, error edits)."""
+    """``n`` discharged inpatient stays with a mix of codes (CCs, MCCs, procedures, error edits), with no
+    working MS-DRG yet."""
     import random
 
     from coding_helpers import patient
@@ -729,6 +781,7 @@ def _sample_stays(svc, people, put, n: int, seed: int = 6) -> list[str]:
         svc.save_codes(people.coder, eid, [DiagnosisInput(c, rng.choice("YYYYNU")) for c in codes],
                        [ProcedureInput(p) for p in rng.sample(pcs, rng.choice((0, 0, 1, 2)))])
         ids.append(eid)
+    _no_working_drg(svc.db, ids)
     return ids
 
 
@@ -812,12 +865,12 @@ def test_a_stay_recoded_between_the_read_and_the_store_keeps_the_coders_codes_un
             t.c.action == "coding.working-drg", t.c.patient_id == patient))]
     assert "working MS-DRG: 1 stay read and not stored" in details
     assert counts.recoded == [target] and counts.stays == 29 and counts.rejects == []
-    assert target not in _stored_working(db)  # not overwritten with a grouping of the codes as they were
-    nxt = svc.working_drgs(people.coder, [target], workers=1)
-    assert (nxt.stays, nxt.recoded) == (1, [])
-    stored = _stored_working(db)[target]
+    # not overwritten with a grouping of the codes as they were: what the coder's save worked out stays
     now = svc.drg(people.coder, target)  # the codes the coder saved: pneumonia with an MCC
-    assert stored[0] == f"{now.drg:03d}" and now.drg_severity == "MCC"
+    assert _stored_working(db)[target][0] == f"{now.drg:03d}" and now.drg_severity == "MCC"
+    nxt = svc.working_drgs(people.coder, [target], workers=1)
+    assert (nxt.stays, nxt.recoded, nxt.changed) == (1, [], 0)
+    assert _stored_working(db)[target][0] == f"{now.drg:03d}"
 
 
 def test_a_worker_that_dies_fails_the_run_with_a_sentence_and_the_next_run_starts_fresh_workers(

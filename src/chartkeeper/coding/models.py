@@ -102,9 +102,10 @@ class AbstractRow(Base):
     drg_title: Mapped[str] = mapped_column(String(300), nullable=False, default="")
     drg_detail: Mapped[str] = mapped_column(Text, nullable=False, default="")  # the grouper's result, JSON
     edits_checked: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    # The working MS-DRG: what the stay groups to with the codes as they are now (``CodingService.
-    # working_drgs``, run for stays not yet final and after a grouper update), with the grouper version
-    # used, the relative weight and how many error and warning edits the codes have.
+    # The working MS-DRG: what the stay groups to with the codes as they are now (worked out when a coder
+    # saves the codes, ``service.regroup_stay``, and in bulk by ``CodingService.working_drgs``, run for
+    # stays not yet final and after a grouper update), with the grouper version used, the relative weight
+    # and how many error and warning edits the codes have.
     working_drg: Mapped[str | None] = mapped_column(String(8), nullable=True)
     working_drg_title: Mapped[str] = mapped_column(String(300), nullable=False, default="")
     working_weight: Mapped[float | None] = mapped_column(Float, nullable=True)

