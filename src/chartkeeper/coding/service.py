@@ -658,6 +658,14 @@ def _store_working(conn: Connection, params: list[dict[str, Any]], at: datetime,
     return {p["b_encounter"] for p in params}
 
 
+def _working_values(eid: str, outcome: _Outcome) -> dict[str, Any]:
+    """The UPDATE's parameters for a stay's working MS-DRG (``b_at`` and, for the batch's guard, ``b_read``
+    are added by the caller)."""
+    drg, title, weight, grouper, errors, warnings, _ = outcome
+    return {"b_encounter": eid, "b_drg": drg, "b_title": title, "b_weight": weight, "b_grouper": grouper,
+            "b_errors": errors, "b_warnings": warnings}
+
+
 _W_CLEAR = DriverStatement(
     update(ABS).where(ABS.c.encounter_id == bindparam("b_encounter")).values(
         working_drg=None, working_drg_title="", working_weight=None, working_grouper="", working_errors=None,
@@ -674,9 +682,7 @@ def regroup_stay(conn: Connection, encounter_id: str, now: datetime) -> None:
     if outcome is None or isinstance(outcome, str):
         _W_CLEAR.execute(conn, {"b_encounter": encounter_id})
         return
-    drg, title, weight, grouper, errors, warnings, _ = outcome
-    _W_UPDATE.execute(conn, {"b_encounter": encounter_id, "b_drg": drg, "b_title": title, "b_weight": weight,
-                             "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings, "b_at": now})
+    _W_UPDATE.execute(conn, {**_working_values(encounter_id, outcome), "b_at": now})
 
 
 @dataclass(frozen=True)
@@ -863,8 +869,13 @@ def _assess_here(stays: Sequence[_WorkingStay], ids: Sequence[str]) -> list[_Out
         raise task_failed(_which(ids), exc) from exc
 
 
+def _assessed(batch: _WorkingBatch, outcomes: list[_Outcome | str]) -> _Assessed:
+    """The stays read in ``batch`` with their outcomes (in the order of ``batch.stays``), ready to store."""
+    return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], outcomes, batch.rejects)
+
+
 def _assess_read(batch: _WorkingBatch, ids: Sequence[str]) -> _Assessed:
-    return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], _assess_here(batch.stays, ids), batch.rejects)
+    return _assessed(batch, _assess_here(batch.stays, ids))
 
 
 _STORE = FhirStore(validate=False)  # stateless: read_contents only
@@ -924,7 +935,7 @@ def read_and_assess(url: str, ids: list[str], hidden: frozenset[str]) -> _Assess
     with _reader_db[1].read() as conn:
         batch = read_working(conn, ids, hidden)
     # a failure goes back as raised: the caller's workers.result names the stays in its sentence
-    return _Assessed(batch.rows, [s.encounter_id for s in batch.stays], assess_working(batch.stays), batch.rejects)
+    return _assessed(batch, assess_working(batch.stays))
 
 
 @lru_cache(maxsize=65536)
@@ -2104,8 +2115,7 @@ class CodingService:
                 outcomes: list[_Outcome | str] = []
                 for part in parts:
                     outcomes += _assess_here([by_id[e] for e in part if e in by_id], part)
-                self._store_batch(conn, principal, _Assessed(batch.rows, list(by_id), outcomes, batch.rejects),
-                                  counts, now, read_apart=False)
+                self._store_batch(conn, principal, _assessed(batch, outcomes), counts, now, read_apart=False)
             done += len(chunk)
             if progress:
                 progress(done, len(ids))
@@ -2164,10 +2174,7 @@ class CodingService:
             if isinstance(outcome, str):
                 counts.rejects.append((eid, outcome))
                 continue
-            drg, title, weight, grouper, errors, warnings, _ = outcome
-            params.append({"b_encounter": eid, "b_drg": drg, "b_title": title, "b_weight": weight,
-                           "b_grouper": grouper, "b_errors": errors, "b_warnings": warnings,
-                           "b_read": batch.rows[eid].updated_at})
+            params.append({**_working_values(eid, outcome), "b_read": batch.rows[eid].updated_at})
         stored = _store_working(conn, params, now, guard=read_apart) if params else set()
         touched: Counter[str | None] = Counter()
         unstored: Counter[str | None] = Counter()  # read and assessed, but not stored: audited too

@@ -804,18 +804,7 @@ class _SharedReads:
                 with db.begin() as conn:
                     raw = conn.connection.dbapi_connection
                     changes = getattr(raw, "total_changes", None)  # sqlite3: rows written so far
-                    # Reads that queue while these run join the batch (up to SHARED_BATCH of them).
-                    while True:
-                        if ran == len(batch):
-                            if len(batch) >= SHARED_BATCH:
-                                break
-                            with self.mutex:
-                                more, self.queue = (self.queue[: SHARED_BATCH - len(batch)],
-                                                    self.queue[SHARED_BATCH - len(batch) :])
-                            if not more:
-                                break
-                            batch.extend(more)
-                        t = batch[ran]
+                    while (t := self._next(batch, ran)) is not None:
                         ran += 1
                         try:
                             t.value, t.rows = t.work(conn)
@@ -842,6 +831,20 @@ class _SharedReads:
                 # on in a new one: the reads before keep their values, their entries are written with
                 # the rest, and the failed read fails alone as on SQLite.
                 continue
+
+    def _next(self, batch: list[_Ticket], ran: int) -> _Ticket | None:
+        """The batch's next read: the first of ``batch`` not run yet, taking the reads queued meanwhile
+        into it (up to SHARED_BATCH in all); None when there is none."""
+        if ran == len(batch):
+            room = SHARED_BATCH - len(batch)
+            if room <= 0:
+                return None
+            with self.mutex:
+                more, self.queue = self.queue[:room], self.queue[room:]
+            if not more:
+                return None
+            batch.extend(more)
+        return batch[ran]
 
 
 class _Aborted(Exception):
